@@ -1,0 +1,157 @@
+"""``pw-spawner``: print the submit script a profile makes, or check a configuration's profiles.
+
+    pw-spawner render --profile cpu-short [--env ...] [--app jupyter] [--user alice] \
+        [--config jupyterhub_config.py] [--profiles DIR] [--scheduler slurm] [--set hours=2]
+    pw-spawner check [--config jupyterhub_config.py] [--profiles DIR]
+
+Both read the PWSpawner settings of a ``jupyterhub_config.py`` (profile_list, profiles_dir, scheduler,
+templates) the way the hub does, so what they print is what the hub will do. Exit 0 on success,
+1 with the reason on a bad profile or option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from traitlets.config import Config, PyFileConfigLoader
+
+from .apps import jupyter_launch
+from .profiles import OptionsError, Profile, ProfileError, build_profiles, validate_options
+from .scripts import ScriptRequest, render_script
+
+_SPAWNER_SECTIONS = ("Spawner", "PWSpawner", "PWSlurmSpawner", "PWPBSSpawner")
+#: What the hub would put in the script's hub section; the real token never appears here.
+PLACEHOLDER_HUB_ENV = {"JUPYTERHUB_API_TOKEN": "<the server's API token, set at spawn>"}
+
+
+def load_config(path: str | None) -> Config:
+    """A jupyterhub_config.py read with traitlets, as JupyterHub reads it."""
+    if not path:
+        return Config()
+    file = Path(path)
+    loader = PyFileConfigLoader(file.name, path=str(file.parent.resolve()))
+    return loader.load_config()
+
+
+def spawner_settings(config: Config) -> dict[str, Any]:
+    """The spawner settings that matter here, later sections overriding earlier ones."""
+    settings: dict[str, Any] = {}
+    for section in _SPAWNER_SECTIONS:
+        if section in config:
+            settings.update({k: v for k, v in config[section].items()})
+    return settings
+
+
+def profiles_from(config: Config, profiles_dir: str | None, user: str = "admin") -> list[Profile]:
+    settings = spawner_settings(config)
+    source = settings.get("profile_list") or []
+    if callable(source):
+        raise ProfileError("profile_list", "", "is a callable: check it by spawning, or give --profiles")
+    directory = profiles_dir or settings.get("profiles_dir") or None
+    return build_profiles(source, directory)
+
+
+def _parse_sets(items: list[str]) -> dict[str, str]:
+    values = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise OptionsError(key, "--set takes KEY=VALUE")
+        values[key] = value
+    return values
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    settings = spawner_settings(config)
+    profiles = profiles_from(config, args.profiles)
+    options: dict[str, Any] = {"profile": args.profile, **_parse_sets(args.set)}
+    if args.env:
+        options["environment"] = args.env
+    if args.app:
+        options["app"] = args.app
+    if args.var:
+        options["env"] = "\n".join(args.var)
+    if args.logging:
+        options["logging"] = True
+    selection = validate_options(profiles, options, groups=args.group,
+                                 forbidden_env=settings.get("forbidden_env_names", []))
+    scheduler = args.scheduler or settings.get("scheduler") or "local"
+    job_name = f"pw-{args.user}"
+    root = settings.get("job_dir_root", "~/.pw_spawner/jobs").replace("~", f"/home/{args.user}", 1)
+    request = ScriptRequest(
+        selection=selection,
+        scheduler=scheduler,
+        job_name=job_name,
+        job_dir=f"{root}/{job_name}",
+        app=jupyter_launch(settings.get("cmd") or ["jupyterhub-singleuser"], []),
+        bind_ip=settings.get("bind_ip") or ("127.0.0.1" if scheduler == "local" else "0.0.0.0"),
+        hub_env=PLACEHOLDER_HUB_ENV,
+        start_timeout=settings.get("job_start_timeout", 300),
+    )
+    sys.stdout.write(render_script(request, settings.get("script_template_dirs", [])))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    profiles = profiles_from(config, args.profiles)
+    if not profiles:
+        print("no profiles are configured (give profile_list or profiles_dir)", file=sys.stderr)
+        return 1
+    for profile in profiles:
+        envs = ", ".join(e.slug for e in profile.environments) or "no environments"
+        flags = " (default)" if profile.default else ""
+        groups = f" [groups: {', '.join(profile.groups)}]" if profile.groups else ""
+        print(f"ok  {profile.slug}{flags}: {profile.display_name} - {profile.job.summary}; "
+              f"{envs}; apps: {', '.join(profile.apps)}{groups}  ({profile.source})")
+    return 0
+
+
+def check_config(config: Config) -> None:
+    """For the end of a jupyterhub_config.py: stop the hub at start-up if a profile is bad."""
+    try:
+        profiles_from(config, None)
+    except ProfileError as exc:
+        raise SystemExit(f"pw_spawner: bad profile configuration: {exc}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pw-spawner", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("render", "check"):
+        p = sub.add_parser(name, help={"render": "print the submit script of a profile",
+                                       "check": "validate the configured profiles"}[name])
+        p.add_argument("--config", help="a jupyterhub_config.py to read PWSpawner settings from")
+        p.add_argument("--profiles", help="a directory of profile YAML files")
+        if name == "render":
+            p.add_argument("--profile", help="the profile's slug (default: the default profile)")
+            p.add_argument("--env", help="the environment's slug")
+            p.add_argument("--app", help="the app (jupyter, ...)")
+            p.add_argument("--user", default="alice", help="the user name to render for")
+            p.add_argument("--group", action="append", default=[], help="a group of the user")
+            p.add_argument("--scheduler", choices=["local", "controller", "slurm", "pbs", "torque"])
+            p.add_argument("--var", action="append", default=[], help="NAME=value, as typed on the form")
+            p.add_argument("--logging", action="store_true", help="as if the logging box were ticked")
+            p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                           help="an override the profile allows: hours, cores, memory, gpus")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return cmd_render(args) if args.command == "render" else cmd_check(args)
+    except (ProfileError, OptionsError) as exc:
+        print(f"pw-spawner: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"pw-spawner: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The spawn page's form: rendering it from the profiles, and turning a posted form into user_options.
+
+The form fits inside JupyterHub's own ``spawn.html`` (Bootstrap 5). What a user typed is kept when the
+form comes back with an error, so a typo in one field costs nothing else. Validation proper is
+:func:`pw_spawner.profiles.validate_options`; this module only reshapes form fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import jinja2
+
+from .profiles import OVERRIDE_KEYS, Profile, format_memory, parse_env_lines
+from .scripts import TEMPLATE_DIR
+
+APP_NAMES = {"jupyter": "JupyterLab", "rstudio": "RStudio", "vnc": "Desktop (VNC)", "xpra": "Xpra"}
+OVERRIDE_LABELS = {"hours": "Hours", "cores": "Cores", "memory": "Memory", "gpus": "GPUs"}
+_PER_PROFILE = ("environment", "app", *OVERRIDE_KEYS)
+
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True)
+
+
+def _current(profile: Profile, name: str) -> Any:
+    job = profile.job
+    if name == "hours":
+        return max(1, job.walltime_s // 3600)
+    if name == "memory":
+        return format_memory(job.memory_mb) if job.memory_mb else ""
+    return getattr(job, name)
+
+
+def render_form(
+    profiles: Sequence[Profile],
+    *,
+    resources: Iterable[tuple[str, str]] = (),
+    values: Mapping[str, Any] | None = None,
+) -> str:
+    """The form's HTML for the profiles a user may use; ``values`` are the last submitted options."""
+    values = dict(values or {})
+    if isinstance(values.get("env"), Mapping):
+        values["env"] = "\n".join(f"{k}={v}" for k, v in values["env"].items())
+    selected = next((p for p in profiles if p.slug == values.get("profile")), None)
+    selected = selected or next((p for p in profiles if p.default), profiles[0])
+
+    def value(profile: Profile, name: str, default: Any) -> Any:
+        # Previous values only count for the profile they were posted with.
+        if profile.slug == values.get("profile") and values.get(name) not in (None, ""):
+            return values[name]
+        return default
+
+    return _env.get_template("form.html.j2").render(
+        profiles=profiles, selected=selected, resources=list(resources), values=values,
+        value=value, current=_current, format_memory=format_memory,
+        app_names=APP_NAMES, override_labels=OVERRIDE_LABELS,
+    )
+
+
+def options_from_form(formdata: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """``user_options`` from the posted form (every value arrives as a list of strings).
+
+    The environment-variable textarea is parsed here (its line errors name the field ``env``).
+    """
+
+    def first(name: str) -> str | None:
+        items = formdata.get(name) or []
+        return items[0] if items else None
+
+    options: dict[str, Any] = {}
+    profile = first("profile")
+    if profile:
+        options["profile"] = profile
+    if first("resource"):
+        options["resource"] = first("resource")
+    for name in _PER_PROFILE:
+        value = first(f"{name}--{profile}")
+        if value not in (None, ""):
+            options[name] = value
+    options["logging"] = first("logging") in ("on", "true", "1")
+    env_text = first("env") or ""
+    options["env"] = parse_env_lines(env_text)
+    return options

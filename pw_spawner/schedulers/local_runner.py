@@ -1,0 +1,120 @@
+"""The ``local`` target's job runner: runs a job script as a detached process group on this host.
+
+Invoked (through the executor, so ``sudo -u`` applies) as
+``python -m pw_spawner.schedulers.local_runner submit|status|cancel JOB_DIR``. It uses only the
+standard library and keeps everything it knows in the job directory, so a restarted hub can ask
+about a job it started before. The job id is the process group's id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# The wrapper records the script's exit status; it is the process-group leader, so one killpg
+# reaches the script and everything it started.
+_WRAPPER = 'bash "$1"; rc=$?; echo "$rc" > "$2.tmp" && mv -f "$2.tmp" "$2"; exit "$rc"'
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks, to tell it from a later process with its pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def submit(job_dir: Path) -> int:
+    script = sys.stdin.read()
+    job_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(job_dir, 0o700)
+    for stale in ("exitcode", "cancelled", "service.json"):
+        (job_dir / stale).unlink(missing_ok=True)
+    path = job_dir / "job.sh"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(script)
+    out = os.open(job_dir / "job.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    proc = subprocess.Popen(
+        ["/bin/bash", "-c", _WRAPPER, "pw-job", str(path), str(job_dir / "exitcode")],
+        stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=str(Path.home()),
+        start_new_session=True, close_fds=True,
+    )
+    (job_dir / "job.pid").write_text(f"{proc.pid} {_start_time(proc.pid) or ''}\n")
+    print(proc.pid)
+    return 0
+
+
+def _alive(job_dir: Path) -> tuple[int | None, bool]:
+    try:
+        pid_text, _, started = (job_dir / "job.pid").read_text().strip().partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None, False
+    now = _start_time(pid)
+    # A zombie counts as ended: its wrapper has already written the exit code.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        state = "X"
+    return pid, now is not None and now == started and state != "Z"
+
+
+def status(job_dir: Path) -> int:
+    pid, alive = _alive(job_dir)
+    record: dict[str, object] = {"pid": pid}
+    if pid is None:
+        record["state"] = "NOT_FOUND"
+    elif alive:
+        record["state"] = "RUNNING"
+    elif (job_dir / "cancelled").exists():
+        record["state"] = "CANCELLED"
+    else:
+        try:
+            code = int((job_dir / "exitcode").read_text().strip())
+        except (OSError, ValueError):
+            record["state"] = "LOST"  # killed from outside before it could record a status
+        else:
+            record.update(state="COMPLETED" if code == 0 else "FAILED", exit_code=code)
+    print(json.dumps(record))
+    return 0
+
+
+def cancel(job_dir: Path, grace: float = 5.0) -> int:
+    pid, alive = _alive(job_dir)
+    if pid is None or not alive:
+        return 0
+    (job_dir / "cancelled").touch()
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return 0
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _alive(job_dir)[1]:
+            return 0
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] not in ("submit", "status", "cancel"):
+        print("usage: local_runner submit|status|cancel JOB_DIR", file=sys.stderr)
+        return 2
+    action, job_dir = args[0], Path(args[1])
+    return {"submit": submit, "status": status, "cancel": cancel}[action](job_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""PBS Pro and Torque: ``qsub`` (script on stdin), ``qstat``, ``qdel``, ``qselect``.
+
+PBS Pro answers ``qstat -f -F json -x`` (finished jobs included); Torque has only the text form of
+``qstat -f`` and keeps finished jobs as state ``C`` for a while.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+
+from ..remote.executor import Executor, ExecutorError
+from ..status import JobState
+from .base import JobInfo, JobRef, Scheduler, SchedulerError, SubmitError
+
+_STATES = {
+    "Q": JobState.PENDING, "H": JobState.PENDING, "W": JobState.PENDING, "T": JobState.PENDING,
+    "S": JobState.PENDING, "U": JobState.PENDING, "B": JobState.RUNNING, "R": JobState.RUNNING,
+    "E": JobState.COMPLETED, "X": JobState.COMPLETED, "F": JobState.COMPLETED, "C": JobState.COMPLETED,
+}
+_UNKNOWN_JOB = re.compile(r"Unknown Job Id|nonexistent job id", re.IGNORECASE)
+
+
+def _info(job_id: str, attrs: dict) -> JobInfo:
+    """A JobInfo from one job's qstat attributes (keys as qstat spells them)."""
+    lower = {k.lower(): v for k, v in attrs.items()}
+    raw = str(lower.get("job_state", ""))
+    state = _STATES.get(raw, JobState.UNKNOWN)
+    exit_code = lower.get("exit_status")
+    try:
+        exit_code = int(exit_code) if exit_code is not None else None
+    except ValueError:
+        exit_code = None
+    if state is JobState.COMPLETED and raw in ("F", "C") and exit_code not in (None, 0):
+        # PBS marks a job that the scheduler killed (qdel, walltime) with a negative or >256 code.
+        state = JobState.CANCELLED if exit_code in (-3, 271, 265) else JobState.FAILED
+    host = str(lower.get("exec_host") or "").split("+")[0].split("/")[0] or None
+    return JobInfo(job_id, state, raw, reason=str(lower.get("comment") or ""), node=host,
+                   exit_code=exit_code)
+
+
+def parse_qstat_json(text: str) -> dict[str, JobInfo]:
+    """PBS Pro's ``qstat -f -F json``."""
+    data = json.loads(text)
+    return {job_id: _info(job_id, attrs) for job_id, attrs in (data.get("Jobs") or {}).items()}
+
+
+def parse_qstat_text(text: str) -> dict[str, JobInfo]:
+    """``qstat -f`` text: ``Job Id: ID`` then indented ``key = value`` lines (values may wrap)."""
+    jobs: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    last_key = None
+    for line in text.splitlines():
+        if line.startswith("Job Id:"):
+            current = jobs.setdefault(line.split(":", 1)[1].strip(), {})
+        elif current is not None and " = " in line:
+            last_key, _, value = line.strip().partition(" = ")
+            current[last_key] = value
+        elif current is not None and last_key and line.startswith("\t"):
+            current[last_key] += line.strip()
+    return {job_id: _info(job_id, attrs) for job_id, attrs in jobs.items()}
+
+
+class PBSScheduler(Scheduler):
+    def __init__(self, flavor: str = "pro"):
+        if flavor not in ("pro", "torque"):
+            raise ValueError(f"unknown PBS flavor {flavor!r} (pro or torque)")
+        self.flavor = flavor
+        self.kind = "torque" if flavor == "torque" else "pbs"
+
+    async def submit(self, executor: Executor, script: str, *, name: str, job_dir: str) -> str:
+        try:
+            made = await executor.run(["mkdir", "-p", "-m", "0700", "--", job_dir])
+            if not made.ok:
+                raise SubmitError(f"cannot create the job directory: {made.message()}")
+            result = await executor.run(["qsub"], input=script, timeout=60)
+        except ExecutorError as exc:
+            raise SubmitError(f"PBS could not be reached: {exc}") from exc
+        job_id = result.stdout.strip()
+        if not result.ok or not re.fullmatch(r"\d+(\[\d*\])?(\.[\w.-]+)?", job_id):
+            said = result.stderr.strip().removeprefix("qsub: ") or job_id
+            raise SubmitError(f"PBS refused the job: {said or 'qsub failed without saying why'}")
+        return job_id
+
+    async def query(self, executor: Executor, jobs: Sequence[JobRef]) -> dict[str, JobInfo]:
+        ids = [job.job_id for job in jobs]
+        if not ids:
+            return {}
+        argv = ["qstat", "-f", "-F", "json", "-x", *ids] if self.flavor == "pro" else ["qstat", "-f", *ids]
+        try:
+            result = await executor.run(argv)
+        except ExecutorError as exc:
+            return {i: JobInfo.unknown(i, str(exc)) for i in ids}
+        # qstat exits non-zero when any id is unknown, yet still prints the others.
+        if not result.ok and not _UNKNOWN_JOB.search(result.stderr):
+            return {i: JobInfo.unknown(i, result.message()) for i in ids}
+        try:
+            listed = parse_qstat_json(result.stdout) if self.flavor == "pro" and result.stdout.strip() \
+                else parse_qstat_text(result.stdout)
+        except (ValueError, AttributeError) as exc:
+            return {i: JobInfo.unknown(i, f"unreadable qstat output: {exc}") for i in ids}
+        infos = {}
+        for job_id in ids:
+            if job_id in listed:
+                infos[job_id] = listed[job_id]
+            elif re.search(rf"(Unknown Job Id|nonexistent job id)\S* {re.escape(job_id)}", result.stderr):
+                # Confirmed by the server itself: with -x (Pro) even finished jobs would be listed.
+                infos[job_id] = JobInfo(job_id, JobState.COMPLETED, "GONE", "no longer known to PBS")
+            else:
+                infos[job_id] = JobInfo.unknown(job_id, "qstat did not list the job")
+        return infos
+
+    async def cancel(self, executor: Executor, job: JobRef) -> None:
+        try:
+            result = await executor.run(["qdel", job.job_id])
+        except ExecutorError as exc:
+            raise SchedulerError(f"could not cancel job {job.job_id}: {exc}") from exc
+        if not result.ok and not _UNKNOWN_JOB.search(result.stderr) \
+                and "Request invalid for state of job" not in result.stderr:
+            raise SchedulerError(f"could not cancel job {job.job_id}: {result.message()}")
+
+    async def find(self, executor: Executor, name: str, job_dir: str) -> list[str]:
+        result = await executor.run(["qselect", "-N", name])
+        if not result.ok:
+            raise SchedulerError(f"cannot list jobs: {result.message()}")
+        return [line.strip() for line in result.stdout.splitlines() if line.strip()]

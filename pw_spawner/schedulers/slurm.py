@@ -1,0 +1,167 @@
+"""Slurm: ``sbatch --parsable`` (script on stdin), ``squeue``/``scontrol``/``sacct``, ``scancel``.
+
+A job missing from squeue is not taken as ended until a second source (scontrol, then sacct)
+confirms it: squeue can miss a job during a controller fail-over or a slow answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from ..remote.executor import Executor, ExecutorError
+from ..status import JobState
+from .base import JobInfo, JobRef, Scheduler, SchedulerError, SubmitError
+
+SQUEUE_FORMAT = "%i|%T|%r|%N|%j"
+
+_STATES = {
+    "PENDING": JobState.PENDING,
+    "REQUEUED": JobState.PENDING,
+    "REQUEUE_HOLD": JobState.PENDING,
+    "REQUEUE_FED": JobState.PENDING,
+    "RESV_DEL_HOLD": JobState.PENDING,
+    "SUSPENDED": JobState.PENDING,
+    "CONFIGURING": JobState.STARTING,
+    "RUNNING": JobState.RUNNING,
+    "RESIZING": JobState.RUNNING,
+    "SIGNALING": JobState.RUNNING,
+    "STAGE_OUT": JobState.RUNNING,
+    "COMPLETING": JobState.COMPLETED,
+    "COMPLETED": JobState.COMPLETED,
+    "FAILED": JobState.FAILED,
+    "TIMEOUT": JobState.FAILED,
+    "NODE_FAIL": JobState.FAILED,
+    "OUT_OF_MEMORY": JobState.FAILED,
+    "BOOT_FAIL": JobState.FAILED,
+    "DEADLINE": JobState.FAILED,
+    "PREEMPTED": JobState.FAILED,
+    "SPECIAL_EXIT": JobState.FAILED,
+    "REVOKED": JobState.CANCELLED,
+    "CANCELLED": JobState.CANCELLED,
+}
+_INVALID_JOB = "Invalid job id specified"
+
+
+def slurm_state(raw: str) -> JobState:
+    """Our state for a Slurm state word (``CANCELLED by 1000`` counts as CANCELLED)."""
+    word = raw.strip().split()[0].upper() if raw.strip() else ""
+    return _STATES.get(word.rstrip("+"), JobState.UNKNOWN)
+
+
+def parse_squeue(text: str) -> dict[str, JobInfo]:
+    """Lines of ``squeue -h -o '%i|%T|%r|%N|%j'``."""
+    infos = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 4 or not parts[0]:
+            continue
+        job_id, raw, reason, node = parts[0], parts[1], parts[2], parts[3]
+        infos[job_id] = JobInfo(job_id, slurm_state(raw), raw,
+                                reason="" if reason in ("None", "(null)") else reason,
+                                node=node or None)
+    return infos
+
+
+def parse_scontrol(text: str) -> JobInfo | None:
+    """``scontrol show job ID``: ``Key=Value`` words over several lines."""
+    fields = dict(re.findall(r"(\w+)=(\S*)", text))
+    if "JobId" not in fields or "JobState" not in fields:
+        return None
+    exit_code = None
+    if re.fullmatch(r"\d+:\d+", fields.get("ExitCode", "")):
+        exit_code = int(fields["ExitCode"].split(":")[0])
+    node = fields.get("NodeList") or None
+    return JobInfo(fields["JobId"], slurm_state(fields["JobState"]), fields["JobState"],
+                   reason="" if fields.get("Reason") in (None, "None") else fields["Reason"],
+                   node=None if node in (None, "(null)") else node, exit_code=exit_code)
+
+
+def parse_sacct(text: str, job_id: str) -> JobInfo | None:
+    """``sacct -n -P -X -j ID -o JobID,State,ExitCode,NodeList``."""
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) >= 3 and parts[0] == job_id:
+            code = parts[2].split(":")[0]
+            return JobInfo(job_id, slurm_state(parts[1]), parts[1],
+                           node=(parts[3] or None) if len(parts) > 3 else None,
+                           exit_code=int(code) if code.isdigit() else None)
+    return None
+
+
+def submit_error_message(stderr: str) -> str:
+    """The part of sbatch's complaint a user can act on."""
+    lines = [line.removeprefix("sbatch: error: ").strip() for line in stderr.splitlines() if line.strip()]
+    failed = [line for line in lines if line.startswith("Batch job submission failed")]
+    picked = failed[-1].split(":", 1)[-1].strip() if failed else (lines[-1] if lines else "")
+    return picked or "sbatch failed without saying why"
+
+
+class SlurmScheduler(Scheduler):
+    kind = "slurm"
+
+    async def submit(self, executor: Executor, script: str, *, name: str, job_dir: str) -> str:
+        # The job dir must exist before Slurm opens --output in it.
+        try:
+            made = await executor.run(["mkdir", "-p", "-m", "0700", "--", job_dir])
+            if not made.ok:
+                raise SubmitError(f"cannot create the job directory: {made.message()}")
+            result = await executor.run(["sbatch", "--parsable"], input=script, timeout=60)
+        except ExecutorError as exc:
+            raise SubmitError(f"Slurm could not be reached: {exc}") from exc
+        if not result.ok:
+            raise SubmitError(f"Slurm refused the job: {submit_error_message(result.stderr)}")
+        job_id = result.stdout.strip().split(";")[0]
+        if not job_id.isdigit():
+            raise SubmitError(f"sbatch answered something unexpected: {result.stdout.strip()[:200]!r}")
+        return job_id
+
+    async def _confirm(self, executor: Executor, job_id: str) -> JobInfo:
+        """A second opinion on a job squeue did not list: ended, or unknown."""
+        try:
+            result = await executor.run(["scontrol", "show", "job", job_id])
+            if result.ok:
+                info = parse_scontrol(result.stdout)
+                if info is not None:
+                    return info
+            elif _INVALID_JOB in result.stderr:
+                # Purged after MinJobAge: accounting may still know how it ended.
+                acct = await executor.run(
+                    ["sacct", "-n", "-P", "-X", "-j", job_id, "-o", "JobID,State,ExitCode,NodeList"])
+                info = parse_sacct(acct.stdout, job_id) if acct.ok else None
+                return info or JobInfo(job_id, JobState.COMPLETED, "GONE", "no longer known to Slurm")
+            return JobInfo.unknown(job_id, result.message())
+        except ExecutorError as exc:
+            return JobInfo.unknown(job_id, str(exc))
+
+    async def query(self, executor: Executor, jobs: Sequence[JobRef]) -> dict[str, JobInfo]:
+        ids = [job.job_id for job in jobs]
+        if not ids:
+            return {}
+        try:
+            result = await executor.run(
+                ["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", SQUEUE_FORMAT])
+        except ExecutorError as exc:
+            return {i: JobInfo.unknown(i, str(exc)) for i in ids}
+        if not result.ok and _INVALID_JOB not in result.stderr:
+            return {i: JobInfo.unknown(i, result.message()) for i in ids}
+        listed = parse_squeue(result.stdout) if result.ok else {}
+        infos = {}
+        for job_id in ids:
+            info = listed.get(job_id)
+            infos[job_id] = info if info is not None else await self._confirm(executor, job_id)
+        return infos
+
+    async def cancel(self, executor: Executor, job: JobRef) -> None:
+        try:
+            result = await executor.run(["scancel", job.job_id])
+        except ExecutorError as exc:
+            raise SchedulerError(f"could not cancel job {job.job_id}: {exc}") from exc
+        if not result.ok and _INVALID_JOB not in result.stderr:
+            raise SchedulerError(f"could not cancel job {job.job_id}: {result.message()}")
+
+    async def find(self, executor: Executor, name: str, job_dir: str) -> list[str]:
+        result = await executor.run(["squeue", "-h", "-n", name, "-o", SQUEUE_FORMAT])
+        if not result.ok:
+            raise SchedulerError(f"cannot list jobs: {result.message()}")
+        return [i for i, info in parse_squeue(result.stdout).items() if not info.state.finished]

@@ -1,0 +1,146 @@
+"""Rendering the submit script: scheduler directives, environment, app launch.
+
+Shell quoting lives here and only here (the ``q`` filter of the templates is :func:`shlex.quote`).
+Directive values come from admin-written profiles (checked by :mod:`pw_spawner.profiles`) and from
+validated numbers, never from free text a user typed. Templates are Jinja2 files; an admin may put
+files of the same names in a directory of their own to override them.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from .apps import AppLaunch
+from .profiles import ENV_NAME_RE, JobSpec, Selection, format_walltime
+
+_DIRECTIVE_WORD = re.compile(r"^[A-Za-z0-9_.@+~-]+$")
+SCHEDULER_KINDS = ("local", "controller", "slurm", "pbs", "torque")
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+
+
+@dataclass(frozen=True)
+class ScriptRequest:
+    """Everything that goes into one script."""
+
+    selection: Selection
+    scheduler: str
+    job_name: str
+    job_dir: str
+    app: AppLaunch
+    bind_ip: str = "127.0.0.1"
+    #: The hub's environment for the server; carries the API token, so it is exported inside the
+    #: script (which travels on stdin) and nowhere else.
+    hub_env: Mapping[str, str] = field(default_factory=dict)
+    start_timeout: int = 300
+    extra_directives: Sequence[str] = ()
+
+
+def shell_quote(value: object) -> str:
+    """One shell word, whatever the value holds."""
+    return shlex.quote(str(value))
+
+
+def _mem_gb_or_mb(mb: int) -> str:
+    return f"{mb // 1024}gb" if mb % 1024 == 0 else f"{mb}mb"
+
+
+def slurm_directives(job: JobSpec, name: str, output: str) -> list[str]:
+    lines = [f"--job-name={name}", f"--output={output}", "--open-mode=append"]
+    if job.partition:
+        lines.append(f"--partition={job.partition}")
+    lines += [f"--nodes={job.nodes}", "--ntasks=1", f"--cpus-per-task={job.cores}"]
+    if job.memory_mb:
+        lines.append(f"--mem={job.memory_mb}M")
+    lines.append(f"--time={format_walltime(job.walltime_s)}")
+    if job.gpus:
+        lines.append(f"--gres=gpu:{job.gpus}")
+    if job.account:
+        lines.append(f"--account={job.account}")
+    if job.qos:
+        lines.append(f"--qos={job.qos}")
+    return [f"#SBATCH {line}" for line in (*lines, *job.extra_for("slurm"))]
+
+
+def pbs_pro_directives(job: JobSpec, name: str, output: str) -> list[str]:
+    chunk = f"select={job.nodes}:ncpus={job.cores}"
+    if job.memory_mb:
+        chunk += f":mem={_mem_gb_or_mb(job.memory_mb)}"
+    if job.gpus:
+        chunk += f":ngpus={job.gpus}"
+    lines = [f"-N {name}", f"-o {output}", "-j oe", f"-l {chunk}",
+             f"-l walltime={format_walltime(job.walltime_s)}"]
+    if job.partition:
+        lines.append(f"-q {job.partition}")
+    if job.account:
+        lines.append(f"-A {job.account}")
+    return [f"#PBS {line}" for line in (*lines, *job.extra_for("pbs"))]
+
+
+def torque_directives(job: JobSpec, name: str, output: str) -> list[str]:
+    nodes = f"nodes={job.nodes}:ppn={job.cores}"
+    if job.gpus:
+        nodes += f":gpus={job.gpus}"
+    lines = [f"-N {name}", f"-o {output}", "-j oe", f"-l {nodes}",
+             f"-l walltime={format_walltime(job.walltime_s)}"]
+    if job.memory_mb:
+        lines.append(f"-l mem={_mem_gb_or_mb(job.memory_mb)}")
+    if job.partition:
+        lines.append(f"-q {job.partition}")
+    if job.account:
+        lines.append(f"-A {job.account}")
+    return [f"#PBS {line}" for line in (*lines, *job.extra_for("torque"))]
+
+
+def directives(scheduler: str, job: JobSpec, name: str, output: str) -> list[str]:
+    """The directive lines of one scheduler; none for the ``local`` and ``controller`` targets."""
+    if scheduler == "slurm":
+        return slurm_directives(job, name, output)
+    if scheduler == "pbs":
+        return pbs_pro_directives(job, name, output)
+    if scheduler == "torque":
+        return torque_directives(job, name, output)
+    if scheduler in ("local", "controller"):
+        return []
+    raise ValueError(f"unknown scheduler {scheduler!r} (known: {', '.join(SCHEDULER_KINDS)})")
+
+
+def _environment(template_dirs: Sequence[str | Path]) -> jinja2.Environment:
+    loader = jinja2.FileSystemLoader([*map(str, template_dirs), str(TEMPLATE_DIR)])
+    env = jinja2.Environment(loader=loader, autoescape=False, trim_blocks=True,
+                             lstrip_blocks=True, keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["q"] = shell_quote
+    return env
+
+
+def render_script(request: ScriptRequest, template_dirs: Sequence[str | Path] = ()) -> str:
+    """The submit script for ``request``; ``template_dirs`` are searched before the built-in ones."""
+    # The job name and directory stand in directive lines, which the scheduler splits on blanks.
+    if not _DIRECTIVE_WORD.match(request.job_name):
+        raise ValueError(f"job name {request.job_name!r} has characters a scheduler cannot take")
+    if not _DIRECTIVE_WORD.match(request.job_dir.replace("/", "")):
+        raise ValueError(f"job directory {request.job_dir!r} must be a path without blanks")
+    for name in request.hub_env:
+        if not ENV_NAME_RE.match(name):
+            raise ValueError(f"{name!r} is not an environment variable name")
+    output = f"{request.job_dir}/job.out"
+    lines = directives(request.scheduler, request.selection.job, request.job_name, output)
+    prefix = "#SBATCH " if request.scheduler == "slurm" else "#PBS "
+    lines += [prefix + d for d in request.extra_directives] if lines else []
+    template = _environment(template_dirs).get_template("job.sh.j2")
+    return template.render(
+        directives=lines,
+        job_name=request.job_name,
+        job_dir=request.job_dir,
+        selection=request.selection,
+        app=request.app,
+        bind_ip=request.bind_ip,
+        hub_env=dict(request.hub_env),
+        start_timeout=int(request.start_timeout),
+    )

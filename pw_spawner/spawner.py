@@ -1,0 +1,512 @@
+"""PWSpawner: JupyterHub's spawner for interactive apps on the hub host, Slurm or PBS.
+
+It wires the parts and holds no parsing or quoting of its own: profiles validate the user's choice,
+scripts renders the job script, a scheduler submits and follows it through an executor, and the job's
+service.json says when the app listens and where. Every expected failure reaches the spawn page as a
+message (``SpawnException``), and every job the hub no longer wants is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from jupyterhub.spawner import Spawner
+from traitlets import Any as AnyTrait
+from traitlets import CaselessStrEnum, Float, Integer, List, Unicode, Union, default
+
+from .apps import jupyter_launch
+from .errors import spawn_error
+from .form import options_from_form, render_form
+from .profiles import OptionsError, Profile, ProfileError, Selection, build_profiles, validate_options
+from .remote.executor import Executor, ExecutorError, LocalExecutor
+from .schedulers import JobRef, Scheduler, SchedulerError, SubmitError, get_scheduler
+from .schedulers.batcher import StatusBatcher
+from .scripts import ScriptRequest, render_script
+from .status import JobState, ServiceStatus, ServiceStatusError
+
+STATE_VERSION = 1
+
+
+def _job_name_part(text: str) -> str:
+    """A piece of a job name every scheduler takes: letters, digits, ``-`` ``_`` ``.``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+
+
+class PWSpawner(Spawner):
+    """Runs the user's app as a job: on the hub host (``local``), or through Slurm or PBS."""
+
+    # ---------------------------------------------------------------- configuration
+
+    profile_list = Union(
+        [List(), AnyTrait()],
+        default_value=[],
+        config=True,
+        help="""Profiles offered on the spawn page, as a list of dicts in the profile schema
+        (KubeSpawner's shape: slug, display_name, description, default, plus job, environments,
+        apps, overrides, groups, forbidden_env), or a callable (spawner) -> list, which may be async.
+        Used together with the files of `profiles_dir`.""",
+    )
+    profiles_dir = Unicode(
+        "",
+        config=True,
+        help="A directory of profile YAML files (one profile or a list of them a file), read at each "
+        "spawn so that edits need no hub restart. Check them with `pw-spawner check`.",
+    )
+    scheduler = CaselessStrEnum(
+        ["local", "controller", "slurm", "pbs", "torque"],
+        default_value="local",
+        config=True,
+        help="""Where jobs run: `local` runs the script as a process group on the hub host (no
+        scheduler needed); `slurm` submits with sbatch; `pbs` with qsub (PBS Pro `select=`
+        directives); `torque` with qsub (`nodes=:ppn=` directives).""",
+    )
+    exec_prefix = List(
+        Unicode(),
+        default_value=[],
+        config=True,
+        help="""A prefix for every command the spawner runs, formatted with {username}, e.g.
+        ["sudo", "-u", "{username}", "--"] so that jobs are submitted as the user (batchspawner's
+        exec_prefix). Empty: commands run as the hub's own user.""",
+    )
+    job_dir_root = Unicode(
+        "~/.pw_spawner/jobs",
+        config=True,
+        help="Where job directories (script output, service.json) are made; `~` is the home of the "
+        "account jobs run as. Each server gets `<job_dir_root>/<job name>`, mode 0700.",
+    )
+    job_name_template = Unicode(
+        "pw-{username}{servername_suffix}",
+        config=True,
+        help="The job's name in the scheduler; {username}, {servername} and {servername_suffix} "
+        "(`-<name>` for named servers) are filled in. It must be unique per server: a restarted hub "
+        "finds jobs by it.",
+    )
+    bind_ip = Unicode(
+        "",
+        config=True,
+        help="The address the app binds on its node. Default: 127.0.0.1 for the local target, "
+        "0.0.0.0 for scheduler targets (the hub must reach the node).",
+    )
+    connect_host = Unicode(
+        "",
+        config=True,
+        help="The host the proxy connects to. Default: the HOST the job wrote to service.json "
+        "(its node's hostname, or its bind address).",
+    )
+    forbidden_env_names = List(
+        Unicode(),
+        default_value=[],
+        config=True,
+        help="Environment variable names users may not set from the spawn page in any profile "
+        "(JUPYTERHUB_*, PW_*, SLURM_*, PBS_* and HOME/USER are always reserved).",
+    )
+    script_template_dirs = List(
+        Unicode(),
+        default_value=[],
+        config=True,
+        help="Directories searched before the built-in templates (job.sh.j2, app_*.sh.j2), so an "
+        "admin can override the submit script's layout.",
+    )
+    status_interval = Float(
+        1.0,
+        config=True,
+        help="Seconds between status checks while a job is queued and starting.",
+    )
+    unknown_state_grace = Float(
+        300.0,
+        config=True,
+        help="How long poll() tolerates scheduler queries that fail (state unknown) before it "
+        "says the server is gone. A failing squeue is not a dead job.",
+    )
+    stop_timeout = Float(
+        60.0,
+        config=True,
+        help="How long stop() waits for the scheduler to report the job ended after cancelling it.",
+    )
+    batch_window = Float(
+        0.2,
+        config=True,
+        help="Status queries of all servers within this many seconds share one scheduler call.",
+    )
+    job_start_timeout = Integer(
+        300,
+        config=True,
+        help="Seconds the job itself waits for the app to listen before it reports FAILED.",
+    )
+
+    # Queued HPC jobs take longer than the hub's default minute.
+    @default("start_timeout")
+    def _default_start_timeout(self) -> int:
+        return 900
+
+    @default("http_timeout")
+    def _default_http_timeout(self) -> int:
+        return 120
+
+    # The job's environment comes from its profile; the hub's PATH or conda env mean nothing on a node.
+    @default("env_keep")
+    def _default_env_keep(self) -> list[str]:
+        return []
+
+    @default("options_form")
+    def _default_options_form(self):
+        return PWSpawner._options_form_html
+
+    # ---------------------------------------------------------------- runtime state
+
+    job: JobRef | None = None
+    job_node = Unicode(None, allow_none=True)
+    service: ServiceStatus | None = None
+    _started_unknown_at: float | None = None
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._events: list[dict[str, Any]] = []
+        self._events_changed = asyncio.Event()
+        self._progress_done = False
+        self._last_form: dict[str, Any] | None = None
+
+    # ---------------------------------------------------------------- parts
+
+    def _format(self, text: str) -> str:
+        server = self.name or ""
+        return text.format(username=self.user.name, servername=server,
+                           servername_suffix=f"-{server}" if server else "")
+
+    @property
+    def job_name(self) -> str:
+        return _job_name_part(self._format(self.job_name_template))[:64]
+
+    def make_executor(self) -> Executor:
+        """Where commands run; remote clusters (SSH) plug in here."""
+        prefix = [self._format(part) for part in self.exec_prefix]
+        return LocalExecutor(prefix=prefix, username=self.user.name if prefix else None)
+
+    def make_scheduler(self) -> Scheduler:
+        return get_scheduler(self.scheduler)
+
+    def _batcher(self) -> StatusBatcher:
+        executor = self.make_executor()
+        key = (self.scheduler, getattr(executor, "prefix", ()))
+        return StatusBatcher.shared(key, self.make_scheduler(), executor, self.batch_window)
+
+    async def load_profiles(self) -> list[Profile]:
+        """All configured profiles (config list or callable, and the profiles directory)."""
+        source = self.profile_list
+        if callable(source):
+            source = source(self)
+            if inspect.isawaitable(source):
+                source = await source
+        return build_profiles(source or [], self.profiles_dir or None)
+
+    async def user_profiles(self) -> list[Profile]:
+        """The profiles this user's groups may use."""
+        groups = self._groups()
+        return [p for p in await self.load_profiles() if p.allowed_for(groups)]
+
+    def _groups(self) -> list[str]:
+        return [group.name for group in getattr(self.user, "groups", []) or []]
+
+    # ---------------------------------------------------------------- form
+
+    @staticmethod
+    async def _options_form_html(spawner: PWSpawner) -> str:
+        try:
+            profiles = await spawner.user_profiles()
+        except ProfileError as exc:
+            spawner.log.error("Bad profile configuration: %s", exc)
+            return f"<div class='alert alert-danger'>The spawn options are misconfigured: {exc}. " \
+                   "Please tell the administrators.</div>"
+        if not profiles:
+            return "<div class='alert alert-warning'>No job type is available to you.</div>"
+        return render_form(profiles, values=spawner._last_form or spawner.user_options or {})
+
+    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
+        # Keep what was typed, so the form comes back with it when a field is refused.
+        profile = (formdata.get("profile") or [""])[0]
+        self._last_form = {"profile": profile, "env": (formdata.get("env") or [""])[0],
+                           "logging": bool(formdata.get("logging"))}
+        for key, values in formdata.items():
+            if key.endswith(f"--{profile}") and values:
+                self._last_form[key.rsplit("--", 1)[0]] = values[0]
+        try:
+            options = options_from_form(formdata)
+        except OptionsError as exc:
+            raise spawn_error(f"{exc.field}: {exc.message}", reason="invalid-options") from None
+        return options
+
+    # ---------------------------------------------------------------- validation and rendering
+
+    async def selection(self) -> Selection:
+        """Validate ``user_options`` (the REST API can send anything, so start() calls this too)."""
+        try:
+            profiles = await self.load_profiles()
+        except ProfileError as exc:
+            raise spawn_error("The spawn options are misconfigured; please tell the administrators.",
+                              reason="bad-profile", log_message=str(exc)) from None
+        try:
+            return validate_options(profiles, self.user_options, groups=self._groups(),
+                                    forbidden_env=self.forbidden_env_names)
+        except OptionsError as exc:
+            raise spawn_error(f"{exc.field}: {exc.message}", reason="invalid-options") from None
+
+    def script_request(self, selection: Selection, job_dir: str, hub_env: dict[str, str]) -> ScriptRequest:
+        app = jupyter_launch(self.cmd, self.get_args(), self.default_url)
+        return ScriptRequest(
+            selection=selection,
+            scheduler=self.make_scheduler().kind,
+            job_name=self.job_name,
+            job_dir=job_dir,
+            app=app,
+            bind_ip=self.bind_ip or ("127.0.0.1" if self.scheduler == "local" else "0.0.0.0"),
+            hub_env=hub_env,
+            start_timeout=self.job_start_timeout,
+        )
+
+    def render(self, selection: Selection, job_dir: str, hub_env: dict[str, str]) -> str:
+        return render_script(self.script_request(selection, job_dir, hub_env), self.script_template_dirs)
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        # The job picks its own port and sets the service URL from it.
+        env.pop("JUPYTERHUB_SERVICE_URL", None)
+        return {k: v for k, v in env.items() if v is not None}
+
+    def get_args(self) -> list[str]:
+        # --ip/--port come from the job script; the rest of the hub's arguments stay.
+        return [a for a in super().get_args() if not a.startswith(("--ip=", "--port="))]
+
+    async def job_dir(self, executor: Executor) -> str:
+        root = self._format(self.job_dir_root)
+        if root == "~" or root.startswith("~/"):
+            root = (await executor.home()).rstrip("/") + root[1:]
+        return f"{root.rstrip('/')}/{self.job_name}"
+
+    # ---------------------------------------------------------------- progress
+
+    def _emit(self, progress: int, message: str) -> None:
+        if self._events and self._events[-1]["message"] == message:
+            return
+        self.log.info("%s: %s", self._log_name, message)
+        self._events.append({"progress": progress, "message": message})
+        self._events_changed.set()
+        self._events_changed = asyncio.Event()
+
+    async def progress(self) -> AsyncIterator[dict[str, Any]]:
+        """Replays every event of this start, then follows new ones (one generator per browser)."""
+        seen = 0
+        while True:
+            changed = self._events_changed
+            while seen < len(self._events):
+                yield self._events[seen]
+                seen += 1
+            if self._progress_done:
+                return
+            await changed.wait()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> str:
+        self._events, self._progress_done = [], False
+        self.service, self.job_node, self._started_unknown_at = None, None, None
+        try:
+            selection = await self.selection()
+            executor, scheduler = self.make_executor(), self.make_scheduler()
+            self._emit(5, f"Preparing {selection.profile.display_name} ({selection.job.summary})")
+            try:
+                job_dir = await self.job_dir(executor)
+                await self._cancel_leftovers(executor, scheduler, job_dir)
+            except (ExecutorError, SchedulerError) as exc:
+                raise spawn_error(f"The cluster could not be reached: {exc}", reason="scheduler") from None
+            script = self.render(selection, job_dir, self.get_env())
+            await self._submit(executor, scheduler, script, job_dir)
+            self._emit(20, f"Submitted job {self.job.job_id}")
+            return await self._follow_until_ready(scheduler)
+        except asyncio.CancelledError:
+            self.log.info("%s: start cancelled", self._log_name)
+            await self._cancel_job_quietly()
+            raise
+        except Exception as exc:
+            await self._cancel_job_quietly()
+            if not hasattr(exc, "jupyterhub_message"):
+                self.log.exception("%s: start failed", self._log_name)
+                raise spawn_error(f"The server could not be started: {exc}", reason="error") from exc
+            raise
+        finally:
+            self._progress_done = True
+            self._events_changed.set()
+
+    async def _cancel_leftovers(self, executor: Executor, scheduler: Scheduler, job_dir: str) -> None:
+        """Jobs under this server's name that no hub state knows (a hub died while they queued)."""
+        for job_id in await scheduler.find(executor, self.job_name, job_dir):
+            self.log.warning("%s: cancelling leftover job %s", self._log_name, job_id)
+            await scheduler.cancel(executor, JobRef(job_id, self.job_name, job_dir))
+
+    async def _submit(self, executor: Executor, scheduler: Scheduler, script: str, job_dir: str) -> None:
+        self._emit(10, "Submitting the job")
+        task = asyncio.ensure_future(scheduler.submit(executor, script, name=self.job_name, job_dir=job_dir))
+        try:
+            job_id = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # A Stop while sbatch runs: let it finish so the job it made is known and cancelled.
+            try:
+                job_id = await asyncio.wait_for(task, 60)
+            except Exception:
+                raise asyncio.CancelledError() from None
+            self.job = JobRef(job_id, self.job_name, job_dir)
+            raise
+        except SubmitError as exc:
+            raise spawn_error(exc.message, reason="submit") from None
+        self.job = JobRef(job_id, self.job_name, job_dir)
+
+    async def _read_service(self, executor: Executor) -> ServiceStatus | None:
+        try:
+            text = await executor.read_file(f"{self.job.job_dir}/service.json")
+            return ServiceStatus.from_json(text) if text else None
+        except (ExecutorError, ServiceStatusError) as exc:
+            self.log.debug("%s: service.json not readable yet: %s", self._log_name, exc)
+            return None
+
+    async def _follow_until_ready(self, scheduler: Scheduler) -> str:
+        executor = self.make_executor()
+        batcher = self._batcher()
+        while True:
+            info = await batcher.query(self.job)
+            if info.state is JobState.PENDING:
+                why = f" ({info.reason})" if info.reason else ""
+                self._emit(30, f"Job {self.job.job_id} is queued{why}")
+            elif info.state is JobState.UNKNOWN:
+                self._emit(30, f"Waiting for the scheduler to answer about job {self.job.job_id}")
+            elif info.state.finished:
+                service = await self._read_service(executor)
+                said = service.error_message if service and service.error_message else ""
+                raise spawn_error(
+                    f"Job {self.job.job_id} ended ({info.raw_state.lower() or info.state.value}) "
+                    f"before the app started" + (f": {said}" if said else "."), reason="job-ended")
+            else:
+                if info.node:
+                    self.job_node = info.node
+                self._emit(50, f"Job {self.job.job_id} is running on {info.node or 'its node'}")
+                service = await self._read_service(executor)
+                if service is not None:
+                    if service.job_status is JobState.FAILED:
+                        raise spawn_error(service.error_message or "The app failed to start.",
+                                          reason="app-failed")
+                    if service.job_status is JobState.RUNNING and service.port:
+                        return self._ready(service)
+                    self._emit(70, "Waiting for the app to start"
+                               + (f": {service.error_message}" if service.error_message else ""))
+            await asyncio.sleep(self.status_interval)
+
+    def _ready(self, service: ServiceStatus) -> str:
+        self.service = service
+        host = self.connect_host or service.host or self.job_node or "127.0.0.1"
+        if host == "0.0.0.0":
+            host = self.job_node or "127.0.0.1"
+        if service.slug and not self.default_url:
+            self.default_url = "/" + service.slug.lstrip("/")
+        self._emit(90, f"The app is listening on {host}:{service.port}")
+        return f"{service.scheme}://{host}:{service.port}"
+
+    async def poll(self) -> int | None:
+        if self.job is None:
+            return 0
+        info = await self._batcher().query(self.job)
+        if info.state is JobState.UNKNOWN:
+            now = time.monotonic()
+            self._started_unknown_at = self._started_unknown_at or now
+            if now - self._started_unknown_at > self.unknown_state_grace:
+                self.log.warning("%s: job %s unknown for %.0f s, taking it as gone: %s", self._log_name,
+                                 self.job.job_id, now - self._started_unknown_at, info.reason)
+                return 1
+            return None
+        self._started_unknown_at = None
+        if info.state.active:
+            return None
+        if info.exit_code not in (None, 0):
+            return info.exit_code
+        return 1 if info.state is JobState.FAILED else 0
+
+    async def stop(self, now: bool = False) -> None:
+        if self.job is None:
+            return
+        job, executor, scheduler = self.job, self.make_executor(), self.make_scheduler()
+        await scheduler.cancel(executor, job)
+        deadline = time.monotonic() + self.stop_timeout
+        while time.monotonic() < deadline:
+            info = (await scheduler.query(executor, [job]))[job.job_id]
+            if info.state.finished:
+                break
+            await asyncio.sleep(0.5)
+        else:
+            self.log.warning("%s: job %s still not ended %.0f s after cancel", self._log_name,
+                             job.job_id, self.stop_timeout)
+        self.job = None
+
+    async def _cancel_job_quietly(self) -> None:
+        """Cancel the job of a start that will not finish; errors are logged, not raised."""
+        if self.job is None:
+            return
+        try:
+            await asyncio.shield(self.make_scheduler().cancel(self.make_executor(), self.job))
+            self.log.info("%s: cancelled job %s", self._log_name, self.job.job_id)
+            self.job = None
+        except (SchedulerError, ExecutorError, asyncio.CancelledError) as exc:
+            self.log.error("%s: could not cancel job %s: %s", self._log_name, self.job.job_id, exc)
+
+    # ---------------------------------------------------------------- state
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        if self.job is not None:
+            state["pw_spawner"] = {
+                "version": STATE_VERSION,
+                "job_id": self.job.job_id,
+                "job_name": self.job.name,
+                "job_dir": self.job.job_dir,
+                "scheduler": self.scheduler,
+                "node": self.job_node,
+                "service": None if self.service is None else self.service.to_json(),
+            }
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        saved = state.get("pw_spawner")
+        if not saved or saved.get("version") != STATE_VERSION:
+            return
+        self.job = JobRef(saved["job_id"], saved["job_name"], saved["job_dir"])
+        self.job_node = saved.get("node")
+        if saved.get("service"):
+            try:
+                self.service = ServiceStatus.from_json(saved["service"])
+            except ServiceStatusError:
+                self.service = None
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.job, self.job_node, self.service = None, None, None
+
+
+class PWSlurmSpawner(PWSpawner):
+    """PWSpawner submitting to Slurm (entry point ``pw-slurm``)."""
+
+    @default("scheduler")
+    def _default_scheduler(self) -> str:
+        return "slurm"
+
+
+class PWPBSSpawner(PWSpawner):
+    """PWSpawner submitting to PBS Pro (entry point ``pw-pbs``); set scheduler="torque" for Torque."""
+
+    @default("scheduler")
+    def _default_scheduler(self) -> str:
+        return "pbs"
+
+
+__all__ = ["PWPBSSpawner", "PWSlurmSpawner", "PWSpawner"]
