@@ -29,8 +29,10 @@ OVERRIDE_KEYS = ("hours", "cores", "memory", "gpus")
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Names the spawner and the job's launcher set: a user may not override them.
-RESERVED_ENV_PREFIXES = ("JUPYTERHUB_", "JPY_", "PW_", "SLURM_", "PBS_")
-RESERVED_ENV_NAMES = ("HOME", "USER", "LOGNAME", "SHELL")
+RESERVED_ENV_PREFIXES = ("JUPYTERHUB_", "JPY_", "PW_", "SLURM_", "PBS_", "BASH_")
+# ... and names that change how bash itself reads the rest of the script.
+RESERVED_ENV_NAMES = ("HOME", "USER", "LOGNAME", "SHELL", "_", "IFS", "ENV", "SHELLOPTS", "BASHOPTS",
+                      "PS4", "PROMPT_COMMAND", "POSIXLY_CORRECT", "CDPATH", "GLOBIGNORE", "OPTIND")
 # Scheduler directive values the admin writes are trusted, but they still must not contain a
 # newline: one would end the directive line and start a new one.
 _SAFE_DIRECTIVE_VALUE = re.compile(r"^[^\n\r\x00]*$")

@@ -290,7 +290,8 @@ class PWSpawner(Spawner):
     # ---------------------------------------------------------------- progress
 
     def _emit(self, progress: int, message: str) -> None:
-        if self._events and self._events[-1]["message"] == message:
+        # Status loops say the same thing every second; the page needs each step once.
+        if any(event["message"] == message for event in self._events):
             return
         self.log.info("%s: %s", self._log_name, message)
         self._events.append({"progress": progress, "message": message})

@@ -1,0 +1,63 @@
+"""A stand-in for ``jupyterhub-singleuser`` in tests: an HTTP server that takes ``--ip`` and ``--port``.
+
+``python -m pw_spawner.testing.fake_app --ip=127.0.0.1 --port=8888`` answers every GET with a small
+JSON record (which user it serves, whether the hub's token reached it, the environment variables
+named in ``PW_FAKE_APP_SHOW``). ``--fail-at-start`` exits 2 at once and ``--fail-after-start``
+exits 3 after listening for a moment, so tests can drive both failure paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        shown = [n for n in os.environ.get("PW_FAKE_APP_SHOW", "").split(",") if n]
+        body = json.dumps({
+            "user": os.environ.get("JUPYTERHUB_USER"),
+            "path": self.path,
+            "has_token": bool(os.environ.get("JUPYTERHUB_API_TOKEN")),
+            "prefix": os.environ.get("JUPYTERHUB_SERVICE_PREFIX"),
+            "env": {name: os.environ.get(name) for name in shown},
+        }).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        sys.stderr.write("fake_app: " + (format % args) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ip", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--fail-at-start", action="store_true")
+    parser.add_argument("--fail-after-start", action="store_true")
+    args, _unknown = parser.parse_known_args(argv)
+    if args.fail_at_start:
+        print("fake_app: failing at start as asked", file=sys.stderr)
+        return 2
+    server = ThreadingHTTPServer((args.ip, args.port), _Handler)
+    print(f"fake_app: listening on {args.ip}:{args.port}", file=sys.stderr, flush=True)
+    if args.fail_after_start:
+        threading.Timer(1.5, server.shutdown).start()
+        server.serve_forever()
+        return 3
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Making a PWSpawner outside a running hub, for admins' tests of their own configuration.
+
+    spawner = make_spawner(profile_list=[...], scheduler="slurm", username="alice")
+    url = await spawner.start()
+
+The spawner gets a stand-in user and hub; everything else is the real class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import SimpleNamespace
+from typing import Any
+
+from jupyterhub.objects import Hub
+
+from ..spawner import PWSpawner
+
+
+def make_spawner(cls: type[PWSpawner] = PWSpawner, *, username: str = "alice", server_name: str = "",
+                 groups: Iterable[str] = (), user_options: dict | None = None,
+                 api_token: str = "test-token", **traits: Any) -> PWSpawner:
+    """A spawner of ``cls`` for ``username``, configured with ``traits``."""
+    user = SimpleNamespace(
+        name=username, escaped_name=username, url=f"/user/{username}/", id=1, orm_user=None,
+        server=None, spawners={}, groups=[SimpleNamespace(name=g) for g in groups],
+    )
+    spawner = cls(user=user, hub=Hub(), orm_spawner=None, api_token=api_token, name=server_name,
+                  oauth_client_id=f"jupyterhub-user-{username}", server=None, **traits)
+    spawner.user_options = dict(user_options or {})
+    return spawner

@@ -1,0 +1,41 @@
+"""The selections the golden-file tests render, shared with the script that regenerates the files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pw_spawner.apps import jupyter_launch
+from pw_spawner.profiles import build_profiles, validate_options
+from pw_spawner.scripts import ScriptRequest, render_script
+
+REPO = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden"
+HUB_ENV = {"JUPYTERHUB_API_TOKEN": "TOKEN", "JUPYTERHUB_USER": "alice",
+           "JUPYTERHUB_SERVICE_PREFIX": "/user/alice/"}
+
+CASES = {
+    "slurm.sh": ("slurm", "cpu-short", {"env": {"OMP_NUM_THREADS": "4", "GREETING": "it's a $(test)"},
+                                         "logging": True, "hours": 2}),
+    "slurm-gpu.sh": ("slurm", "gpu", {"gpus": 2}),
+    "pbs.sh": ("pbs", "gpu", {"environment": "cuda"}),
+    "torque.sh": ("torque", "cpu-long", {"memory": "128G", "hours": 36}),
+    "local.sh": ("local", "cpu-short", {"environment": "conda-base", "env": {"A": "1"}}),
+}
+
+
+def render_case(name: str) -> str:
+    scheduler, profile, options = CASES[name]
+    profiles = build_profiles(directory=REPO / "profiles")
+    selection = validate_options(profiles, {"profile": profile, **options}, groups=["gpu-users"])
+    return render_script(ScriptRequest(
+        selection=selection, scheduler=scheduler, job_name="pw-alice",
+        job_dir="/home/alice/.pw_spawner/jobs/pw-alice",
+        app=jupyter_launch(["jupyterhub-singleuser"], ["--SingleUserNotebookApp.default_url=/lab"], "/lab"),
+        bind_ip="127.0.0.1" if scheduler == "local" else "0.0.0.0", hub_env=HUB_ENV,
+    ))
+
+
+if __name__ == "__main__":  # python tests/scriptcases.py rewrites the golden files
+    for case in CASES:
+        (GOLDEN / case).write_text(render_case(case))
+        print("wrote", GOLDEN / case)

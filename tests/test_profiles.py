@@ -1,0 +1,200 @@
+"""Profile parsing and the validation of user_options: every rule, with the field it names."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pw_spawner.profiles import (
+    OptionsError,
+    ProfileError,
+    build_profiles,
+    load_profile_file,
+    parse_env_lines,
+    parse_memory_mb,
+    parse_walltime,
+    profile_from_dict,
+    validate_options,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+BASE = {
+    "slug": "cpu",
+    "display_name": "CPU",
+    "default": True,
+    "job": {"partition": "short", "cores": 4, "memory": "16G", "walltime": "04:00:00"},
+    "overrides": {"hours": {"max": 8}, "cores": {"choices": [1, 2, 4]}, "memory": {"min": "1G", "max": "32G"}},
+    "environments": [
+        {"slug": "mods", "display_name": "modules", "modules": ["python/3.11"], "default": True},
+        {"slug": "conda", "activate": "source /opt/conda/bin/activate base"},
+    ],
+}
+GPU = {"slug": "gpu", "display_name": "GPU", "groups": ["gpu-users"], "job": {"gpus": 1},
+       "overrides": {"gpus": {"max": 2}}}
+
+
+@pytest.fixture
+def profiles():
+    return build_profiles([BASE, GPU])
+
+
+def test_repo_profiles_are_valid():
+    profiles = build_profiles(directory=REPO / "profiles")
+    assert {p.slug for p in profiles} >= {"cpu-short", "cpu-long", "gpu"}
+    short = next(p for p in profiles if p.slug == "cpu-short")
+    assert short.display_name == "CPU short (4c, 16gb, 4h)"
+    assert short.default_environment().display_name == "env modules (Python 3.6.6)"
+
+
+@pytest.mark.parametrize(("text", "mb"), [("16G", 16384), ("16gb", 16384), ("512M", 512), ("1T", 1048576),
+                                          (2048, 2048), ("1.5G", 1536)])
+def test_memory_units(text, mb):
+    assert parse_memory_mb(text) == mb
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("04:00:00", 14400), ("1-00:00:00", 86400), ("30:00", 1800),
+                                               (2, 7200), (0.5, 1800)])
+def test_walltime_units(text, seconds):
+    assert parse_walltime(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "reason"),
+    [
+        ({"slug": "Bad Slug"}, "slug", "is not a slug"),
+        ({"colour": "red"}, "colour", "unknown key"),
+        ({"job": {"cores": 0}}, "job.cores", "at least 1"),
+        ({"job": {"cores": "four"}}, "job.cores", "expected int"),
+        ({"job": {"memory": "lots"}}, "job.memory", "expected a size"),
+        ({"job": {"walltime": "4h"}}, "job.walltime", "HH:MM:SS"),
+        ({"job": {"walltime": "01:00:00", "hours": 1}}, "job.hours", "not both"),
+        ({"job": {"partition": "short; rm -rf /"}}, "job.partition", "characters"),
+        ({"job": {"extra_directives": ["--a\n#SBATCH --b"]}}, "job.extra_directives[0]", "single line"),
+        ({"job": {"extra_directives": {"lsf": ["x"]}}}, "job.extra_directives.lsf", "unknown key"),
+        ({"apps": ["emacs"]}, "apps[0]", "unknown app"),
+        ({"environments": [{"slug": "a"}, {"slug": "a"}]}, "environments", "unique"),
+        ({"environments": [{"slug": "a", "modules": ["x; reboot"]}]}, "environments[0].modules[0]", "module"),
+        ({"environments": [{"slug": "a", "activate": "a\nb"}]}, "environments[0].activate", "single line"),
+        ({"overrides": {"hours": {}}}, "overrides.hours.max", "needs max or choices"),
+        ({"overrides": {"hours": {"min": 5, "max": 2}}}, "overrides.hours.min", "above max"),
+        ({"overrides": {"nodes": {"max": 2}}}, "overrides.nodes", "unknown override"),
+        ({"forbidden_env": ["1BAD"]}, "forbidden_env[0]", "not a variable name"),
+        ({"default": "yes"}, "default", "expected bool"),
+    ],
+)
+def test_bad_profile_names_key_and_reason(change, key, reason):
+    with pytest.raises(ProfileError) as info:
+        profile_from_dict({**BASE, **change}, "cfg.yaml")
+    assert info.value.source == "cfg.yaml"
+    assert info.value.key == key
+    assert reason in info.value.reason
+    assert str(info.value).startswith(f"cfg.yaml: {key}: ")
+
+
+def test_duplicate_slugs_and_defaults_refused(tmp_path):
+    with pytest.raises(ProfileError, match="already defined"):
+        build_profiles([BASE, BASE])
+    with pytest.raises(ProfileError, match="only one profile may be the default"):
+        build_profiles([BASE, {**GPU, "default": True}])
+
+
+def test_bad_file_names_file_and_key(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(textwrap.dedent("""\
+        - slug: ok
+        - slug: nope
+          job:
+            memory: plenty
+    """))
+    with pytest.raises(ProfileError) as info:
+        load_profile_file(bad)
+    assert str(info.value) == f"{bad}: [1].job.memory: expected a size like 16G or 512M, got 'plenty'"
+    (tmp_path / "syntax.yaml").write_text("slug: [unclosed\n")
+    with pytest.raises(ProfileError, match="not valid YAML"):
+        load_profile_file(tmp_path / "syntax.yaml")
+    with pytest.raises(ProfileError, match="does not exist"):
+        build_profiles(directory=tmp_path / "missing")
+
+
+def test_defaults_when_no_options(profiles):
+    sel = validate_options(profiles, {})
+    assert sel.profile.slug == "cpu"
+    assert sel.environment.slug == "mods"
+    assert sel.app == "jupyter"
+    assert sel.job.cores == 4 and sel.job.memory_mb == 16384 and sel.job.walltime_s == 4 * 3600
+    assert sel.env == {} and sel.logging is False
+
+
+def test_overrides_within_limits(profiles):
+    sel = validate_options(profiles, {"hours": "8", "cores": 2, "memory": "8G", "logging": True,
+                                      "environment": "conda"})
+    assert sel.job.walltime_s == 8 * 3600 and sel.job.cores == 2 and sel.job.memory_mb == 8192
+    assert sel.environment.slug == "conda" and sel.logging is True
+
+
+@pytest.mark.parametrize(
+    ("options", "field", "words"),
+    [
+        ({"profile": "nope"}, "profile", "unknown profile"),
+        ({"profile": "gpu"}, "profile", "may not use"),
+        ({"environment": "other"}, "environment", "is not an environment"),
+        ({"app": "rstudio"}, "app", "is not offered"),
+        ({"hours": 9}, "hours", "above the maximum"),
+        ({"hours": 0}, "hours", "below the minimum"),
+        ({"hours": "2h"}, "hours", "whole number"),
+        ({"cores": 3}, "cores", "not one of the allowed"),
+        ({"memory": "64G"}, "memory", "above the maximum"),
+        ({"memory": "big"}, "memory", "size like"),
+        ({"gpus": 1}, "gpus", "does not let you change"),
+        ({"resource": "mars"}, "resource", "unknown resource"),
+        ({"logging": "maybe"}, "logging", "true or false"),
+        ({"image": "x"}, "image", "unknown option"),
+        ({"env": {"JUPYTERHUB_API_TOKEN": "x"}}, "env", "reserved"),
+        ({"env": {"PW_JOB_DIR": "/"}}, "env", "reserved"),
+        ({"env": {"SLURM_JOB_ID": "1"}}, "env", "reserved"),
+        ({"env": {"HOME": "/tmp"}}, "env", "reserved"),
+        ({"env": {"IFS": "/"}}, "env", "reserved"),
+        ({"env": {"BASH_ENV": "/tmp/x"}}, "env", "reserved"),
+        ({"env": {"_": ""}}, "env", "reserved"),
+        ({"env": {"1X": "y"}}, "env", "not a valid variable name"),
+        ({"env": {"A-B": "y"}}, "env", "not a valid variable name"),
+        ({"env": {"A": "line\nnext"}}, "env", "newline"),
+        ({"env": {"A": ["list"]}}, "env", "must be text"),
+        ({"env": ["A=1"]}, "env", "mapping"),
+    ],
+)
+def test_refused_options_name_the_field(profiles, options, field, words):
+    with pytest.raises(OptionsError) as info:
+        validate_options(profiles, options)
+    assert info.value.field == field
+    assert words in info.value.message
+
+
+def test_groups_unlock_profiles(profiles):
+    sel = validate_options(profiles, {"profile": "gpu", "gpus": 2}, groups=["gpu-users"])
+    assert sel.job.gpus == 2
+
+
+def test_forbidden_env_from_profile_and_config():
+    profiles = build_profiles([{**BASE, "forbidden_env": ["PATH"]}])
+    with pytest.raises(OptionsError, match="PATH may not be set"):
+        validate_options(profiles, {"env": {"PATH": "/evil"}})
+    with pytest.raises(OptionsError, match="LD_PRELOAD may not be set"):
+        validate_options(profiles, {"env": {"LD_PRELOAD": "x.so"}}, forbidden_env=["LD_PRELOAD"])
+
+
+def test_env_textarea_lines():
+    assert parse_env_lines("A=1\n\n# comment\n B = two words \nC=a=b\n") == {
+        "A": "1", "B": " two words", "C": "a=b"}
+    with pytest.raises(OptionsError, match="line 2: expected NAME=value"):
+        parse_env_lines("A=1\njust text")
+    with pytest.raises(OptionsError, match="line 2: A is set twice"):
+        parse_env_lines("A=1\nA=2")
+
+
+def test_no_profiles_configured():
+    with pytest.raises(OptionsError, match="no profiles"):
+        validate_options([], {})

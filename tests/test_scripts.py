@@ -1,0 +1,95 @@
+"""Rendered submit scripts: golden files for each scheduler, bash syntax, and the job side at work."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+
+import pytest
+from scriptcases import CASES, GOLDEN, render_case
+
+from pw_spawner.apps import jupyter_launch
+from pw_spawner.profiles import build_profiles, validate_options
+from pw_spawner.scripts import ScriptRequest, directives, render_script
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden(case):
+    # After an intended change: `python tests/scriptcases.py`, then read the diff before committing.
+    assert render_case(case) == (GOLDEN / case).read_text()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bash_syntax(case, tmp_path):
+    path = tmp_path / case
+    path.write_text(render_case(case))
+    subprocess.run(["bash", "-n", str(path)], check=True)
+
+
+def test_directive_spellings():
+    profiles = build_profiles(directory=GOLDEN.parent.parent / "profiles")
+    job = validate_options(profiles, {"profile": "gpu"}, groups=["gpu-users"]).job
+    assert "#SBATCH --gres=gpu:1" in directives("slurm", job, "n", "/o")
+    assert "#SBATCH --mem=65536M" in directives("slurm", job, "n", "/o")
+    assert "#PBS -l select=1:ncpus=8:mem=64gb:ngpus=1" in directives("pbs", job, "n", "/o")
+    assert "#PBS -l nodes=1:ppn=8:gpus=1" in directives("torque", job, "n", "/o")
+    assert "#PBS -l place=excl" in directives("pbs", job, "n", "/o")
+    assert not any("a100" in d for d in directives("pbs", job, "n", "/o"))
+    assert directives("local", job, "n", "/o") == []
+    with pytest.raises(ValueError, match="unknown scheduler"):
+        directives("lsf", job, "n", "/o")
+
+
+def _request(tmp_path, cmd, **options):
+    profiles = build_profiles([{"slug": "p", "display_name": "P",
+                                "environments": [{"slug": "none"}, {"slug": "mods", "modules": ["nosuch/1.0"]}]}])
+    selection = validate_options(profiles, options)
+    return ScriptRequest(selection=selection, scheduler="local", job_name="pw-test",
+                         job_dir=str(tmp_path / "job"), app=jupyter_launch(cmd, []),
+                         hub_env={"JUPYTERHUB_API_TOKEN": "s3cret"}, start_timeout=20)
+
+
+def _run(tmp_path, request, timeout=30):
+    script = tmp_path / "job.sh"
+    script.write_text(render_script(request))
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    return subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _service(tmp_path):
+    path = tmp_path / "job" / "service.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "job").stat().st_mode) == 0o700
+    return json.loads(path.read_text())
+
+
+def test_job_reports_missing_module(tmp_path):
+    result = _run(tmp_path, _request(tmp_path, ["true"], environment="mods"))
+    assert result.returncode == 1
+    record = _service(tmp_path)
+    assert record["JOB_STATUS"] == "FAILED"
+    assert record["ERROR_MESSAGE"] == "module load failed: nosuch/1.0"
+
+
+def test_job_reports_missing_command(tmp_path):
+    _run(tmp_path, _request(tmp_path, ["no-such-singleuser"]))
+    assert _service(tmp_path)["ERROR_MESSAGE"] == "no-such-singleuser was not found in this environment"
+
+
+def test_job_reports_app_that_dies_before_listening(tmp_path):
+    _run(tmp_path, _request(tmp_path, ["python3", "-m", "pw_spawner.testing.fake_app", "--fail-at-start"]))
+    record = _service(tmp_path)
+    assert record["JOB_STATUS"] == "FAILED"
+    assert "exited with status 2 before it listened" in record["ERROR_MESSAGE"]
+
+
+def test_job_runs_app_then_reports_its_exit(tmp_path):
+    _run(tmp_path, _request(tmp_path, ["python3", "-m", "pw_spawner.testing.fake_app", "--fail-after-start"],
+                            logging=True))
+    record = _service(tmp_path)
+    assert record["JOB_STATUS"] == "FAILED" and isinstance(record["PORT"], int)
+    assert "exited with status 3" in record["ERROR_MESSAGE"]
+    logs = list(tmp_path.glob("pw_spawner_*.log"))
+    assert len(logs) == 1 and "fake_app" in logs[0].read_text()
