@@ -25,7 +25,9 @@ def make_spawner(cls: type[PWSpawner] = PWSpawner, *, username: str = "alice", s
         name=username, escaped_name=username, url=f"/user/{username}/", id=1, orm_user=None,
         server=None, spawners={}, groups=[SimpleNamespace(name=g) for g in groups],
     )
-    spawner = cls(user=user, hub=Hub(), orm_spawner=None, api_token=api_token, name=server_name,
-                  oauth_client_id=f"jupyterhub-user-{username}", server=None, **traits)
+    # Spawner.name comes from its database row; a stand-in row carries the server's name.
+    orm_spawner = SimpleNamespace(name=server_name, server=None, display_name="", user_options=None)
+    spawner = cls(user=user, hub=Hub(), orm_spawner=orm_spawner, api_token=api_token,
+                  oauth_client_id=f"jupyterhub-user-{username}", **traits)
     spawner.user_options = dict(user_options or {})
     return spawner

@@ -28,6 +28,8 @@ if [ "$PW_HOST" = 0.0.0.0 ]; then PW_HOST="$(hostname)"; fi
 PW_PORT=""
 PW_LOG="$PW_JOB_DIR/job.out"
 mkdir -p "$PW_JOB_DIR" && chmod 0700 "$PW_JOB_DIR"
+# The scheduler starts jobs in the submitting directory (the hub's); apps start from home.
+cd "$HOME" || cd /
 
 # service.json is written whole and renamed into place, so the hub never reads half a file.
 pw_json() {

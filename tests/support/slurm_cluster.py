@@ -72,7 +72,8 @@ def slurm_available() -> tuple[bool, str]:
     missing = [b for b in (*_CLIENT_BINARIES, *_DAEMON_BINARIES) if _which(b) is None]
     problems = []
     if missing:
-        problems.append("missing binaries: " + ", ".join(missing) + " (run .ci/install-system.sh as root)")
+        hint = "run .ci/install-system.sh as root"
+        problems.append(f"missing binaries: {', '.join(missing)} ({hint})")
     if os.geteuid() != 0:
         problems.append("the Slurm daemons and munged must be started as root")
     if problems:
@@ -228,6 +229,32 @@ def _signal_all(live: Iterable[int], grace: float) -> None:
         if _pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _wait_zombies_reaped(names: Iterable[str], timeout: float = 3) -> None:
+    """Wait (bounded) until no zombie with one of these command names is left.
+
+    slurmstepd daemonizes, so when it exits it is init's zombie until init reaps it
+    (up to ~1 s here); waiting keeps ``pgrep slurm`` empty right after ``stop()``."""
+    wanted = {f"({n})" for n in names}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        zombies = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    head, _, rest = f.read().rpartition(")")
+            except OSError:
+                continue
+            comm = head[head.find("(") :] + ")"
+            if comm in wanted and rest.split()[:1] == ["Z"]:
+                zombies = True
+                break
+        if not zombies:
+            return
+        time.sleep(0.1)
 
 
 def _read_pid(path: Path) -> int | None:
@@ -439,19 +466,25 @@ class SlurmCluster:
                 self.stop()
             raise
 
+    def _ctld_alive(self) -> bool:
+        proc = self._procs.get("slurmctld")
+        return proc is not None and proc.poll() is None
+
     def _failure(self, what: str, timeout: float) -> str:
-        try:
-            info = self.run("scontrol", "show", "node", self.nodename, timeout=5)
-            node = (info.stdout + info.stderr).strip()
-        except (OSError, subprocess.TimeoutExpired):
-            node = ""
+        node = ""
+        if self._ctld_alive():
+            try:
+                info = self.run("scontrol", "show", "node", self.nodename, timeout=3)
+                node = (info.stdout + info.stderr).strip()
+            except (OSError, subprocess.TimeoutExpired):
+                pass
         dead = [
             f"{name} exited with {proc.returncode}"
             for name, proc in self._procs.items()
             if proc.poll() is not None
         ]
         return (
-            f"Slurm did not start within {timeout:g} s: {what}"
+            f"Slurm did not start (timeout {timeout:g} s): {what}"
             + (f" ({', '.join(dead)})" if dead else "")
             + f"\nconf: {self.conf_path}\nscontrol show node:\n{node or '<no answer>'}\n"
             + self.logs()
@@ -499,11 +532,13 @@ class SlurmCluster:
             "SelectType=select/cons_tres",
             "SelectTypeParameters=CR_Core_Memory",
             "MpiDefault=none",
+            "MailProg=/bin/true",
             "ReturnToService=2",
             "JobAcctGatherType=jobacct_gather/none",
             "AccountingStorageType=accounting_storage/none",
             "JobCompType=jobcomp/none",
             "SchedulerType=sched/backfill",
+            "SchedulerParameters=batch_sched_delay=0,sched_min_interval=100000",
             "MinJobAge=300",
             "SlurmctldTimeout=10",
             "SlurmdTimeout=10",
@@ -539,19 +574,39 @@ class SlurmCluster:
         self._tell_watchdog(f"pid {proc.pid} {name}")
 
     def _wait_idle(self, deadline: float) -> bool:
+        """Poll ``sinfo`` until every line says idle; False at the deadline or as soon as
+        a daemon exits."""
         while time.monotonic() < deadline:
-            if any(p.poll() is not None for p in self._procs.values()):
-                return False
+            # sinfo retries for ~10 s while slurmctld is not listening yet: run it in the
+            # background so a daemon that dies meanwhile is noticed at once.
+            sinfo = subprocess.Popen(
+                ["sinfo", "-h", "-o", "%T"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                env=self.client_env(),
+            )
             try:
-                r = self.run("sinfo", "-h", "-o", "%T", timeout=5)
-            except subprocess.TimeoutExpired:
-                r = None
-            if r is not None and r.returncode == 0:
-                states = {s.strip() for s in r.stdout.split()}
-                if states == {"idle"}:
-                    return True
+                while sinfo.poll() is None:
+                    if self._daemon_died() or time.monotonic() >= deadline:
+                        return False
+                    time.sleep(0.05)
+                out = sinfo.stdout.read() if sinfo.stdout is not None else ""
+            finally:
+                if sinfo.poll() is None:
+                    sinfo.kill()
+                sinfo.wait()
+                if sinfo.stdout is not None:
+                    sinfo.stdout.close()
+            if sinfo.returncode == 0 and set(out.split()) == {"idle"}:
+                return True
+            if self._daemon_died():
+                return False
             time.sleep(0.1)
         return False
+
+    def _daemon_died(self) -> bool:
+        return any(p.poll() is not None for p in self._procs.values())
 
     # -- munge ---------------------------------------------------------------------------
     def _ensure_munge(self) -> None:
@@ -706,14 +761,17 @@ class SlurmCluster:
         self._started = False
         _LIVE.discard(self)
         try:
-            if self.run_dir is not None and self._procs:
+            if self.run_dir is not None and self._ctld_alive():
                 self._cancel_all_jobs()
             self._kill_daemons()
             if self.run_dir is not None:
                 _kill_steps(str(self.conf_path))
+            names = ["slurmstepd", "slurmctld", "slurmd", "slurmscriptd"]
             if self._munged_pid is not None:
                 _terminate({self._munged_pid: "munged"})
                 self._munged_pid = None
+                names.append("munged")
+            _wait_zombies_reaped(names)
         finally:
             self._close_watchdog()
             if self._own_run_dir and self.run_dir is not None:

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Install what the integration tests need outside Python:
+#   - Debian packages: slurm-wlm munge openssh-server chromium chromium-driver sudo procps iproute2
+#     (plus nodejs/npm when npm is missing)
+#   - configurable-http-proxy (npm) into $REPO/node_modules
+#
+# Idempotent: apt runs only when a needed binary is missing, npm only when
+# node_modules/.bin/configurable-http-proxy is missing. Installing packages needs root on
+# Debian; anywhere else this only reports what is missing and exits 1.
+#
+# Services are NOT started: while apt runs, a temporary /usr/sbin/policy-rc.d (exit 101)
+# keeps the packages' init scripts from starting munged/sshd/slurmd; the tests start the
+# daemons they need themselves (tests/support/slurm_cluster.py).
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+APT_PACKAGES=(slurm-wlm munge openssh-server chromium chromium-driver sudo procps iproute2)
+# binary -> package providing it
+declare -A BINARY_PACKAGE=(
+  [sbatch]=slurm-wlm
+  [slurmctld]=slurm-wlm
+  [slurmd]=slurm-wlm
+  [munged]=munge
+  [sshd]=openssh-server
+  [chromium]=chromium
+  [chromedriver]=chromium-driver
+  [sudo]=sudo
+  [ps]=procps
+  [ss]=iproute2
+)
+CHP="$REPO/node_modules/.bin/configurable-http-proxy"
+CHP_SPEC='configurable-http-proxy@^4.6'
+
+log() { printf '[install-system] %s\n' "$*"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+is_debian() { [ -r /etc/debian_version ] && have apt-get && have dpkg; }
+
+missing_binaries() {
+  local b
+  for b in "${!BINARY_PACKAGE[@]}"; do
+    have "$b" || printf '%s\n' "$b"
+  done | sort
+}
+
+# ---- apt ----------------------------------------------------------------------------------
+apt_install() {
+  # $@: packages
+  local created_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n# temporary, from .ci/install-system.sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 0755 /usr/sbin/policy-rc.d
+    created_policy=1
+  fi
+  if [ "$created_policy" = 1 ]; then
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  if [ "${APT_UPDATED:-0}" != 1 ]; then
+    log "apt-get update"
+    apt-get update -q
+    APT_UPDATED=1
+  fi
+  log "apt-get install -y --no-install-recommends $*"
+  apt-get install -y -q --no-install-recommends "$@"
+  if [ "$created_policy" = 1 ]; then
+    rm -f /usr/sbin/policy-rc.d
+  fi
+  trap - EXIT
+}
+
+mapfile -t MISSING < <(missing_binaries)
+NEED_NPM=0
+if [ ! -x "$CHP" ] && ! have npm; then
+  NEED_NPM=1
+fi
+
+if [ "${#MISSING[@]}" -gt 0 ] || [ "$NEED_NPM" = 1 ]; then
+  if ! is_root || ! is_debian; then
+    why=()
+    is_root || why+=("not root")
+    is_debian || why+=("not Debian (no /etc/debian_version + apt-get)")
+    {
+      reasons="$(printf '%s; ' "${why[@]}")"
+      echo "install-system: cannot install the missing pieces here: ${reasons%; }."
+      if [ "${#MISSING[@]}" -gt 0 ]; then
+        echo "  missing binaries:"
+        for b in "${MISSING[@]}"; do
+          echo "    $b (Debian package ${BINARY_PACKAGE[$b]})"
+        done
+      fi
+      if [ "$NEED_NPM" = 1 ]; then
+        echo "  missing: npm (needed to install $CHP_SPEC into $REPO/node_modules)"
+      fi
+      echo "  Run this script as root on Debian, or install them yourself."
+    } >&2
+    exit 1
+  fi
+  packages=("${APT_PACKAGES[@]}")
+  if [ "$NEED_NPM" = 1 ]; then
+    have node || packages+=(nodejs)
+    packages+=(npm)
+  fi
+  apt_install "${packages[@]}"
+  mapfile -t STILL < <(missing_binaries)
+  if [ "${#STILL[@]}" -gt 0 ]; then
+    echo "install-system: still missing after apt-get install: ${STILL[*]}" >&2
+    exit 1
+  fi
+else
+  log "system packages: all present (${!BINARY_PACKAGE[*]})"
+fi
+
+# ---- configurable-http-proxy -----------------------------------------------------------------
+if [ -x "$CHP" ]; then
+  log "configurable-http-proxy: present ($CHP)"
+else
+  if ! have npm; then
+    echo "install-system: npm not found; cannot install $CHP_SPEC" >&2
+    exit 1
+  fi
+  log "npm install $CHP_SPEC (in $REPO)"
+  (cd "$REPO" && npm install --prefix "$REPO" --no-save --no-audit --no-fund "$CHP_SPEC")
+  if [ ! -x "$CHP" ]; then
+    echo "install-system: npm ran but $CHP is missing" >&2
+    exit 1
+  fi
+fi
+
+log "versions:"
+{
+  # (sbatch --version needs a slurm.conf; the daemons' -V does not)
+  slurmd -V 2>/dev/null || echo 'slurmd -V failed'
+  munged --version 2>&1 | head -n1 || true
+  chromium --version 2>/dev/null || echo 'chromium --version failed'
+  chromedriver --version 2>/dev/null | head -n1 || echo 'chromedriver --version failed'
+  printf 'node %s, configurable-http-proxy %s\n' "$(node --version 2>/dev/null || echo '?')" \
+    "$("$CHP" --version 2>/dev/null || echo '?')"
+} | sed 's/^/    /'
+log "done"

@@ -1,0 +1,178 @@
+"""pytest plugin: fixtures that put a fake Slurm, PBS Pro or Torque on ``PATH``.
+
+Registered as the ``pw_spawner`` pytest11 entry point. Each fixture makes a bin directory of
+wrapper scripts (``sbatch``, ``squeue``, ... or ``qsub``, ``qstat``, ...) that run
+:mod:`pw_spawner.testing.fake_scheduler`, plus a state directory, and points ``PATH`` and
+``PW_FAKE_SCHED_DIR`` at them for the test::
+
+    def test_submit(fake_slurm):
+        out = subprocess.run(["sbatch", "--parsable"], input=script, text=True,
+                             capture_output=True, check=True).stdout
+        job = fake_slurm.wait_for_state(out.strip(), "RUNNING")
+
+Jobs really run on this machine; whatever is still running when the test ends is killed
+(SIGTERM, then SIGKILL after two seconds). Knobs such as ``PW_FAKE_PENDING_SECONDS`` are plain
+environment variables (see the fake_scheduler docstring): set them with ``monkeypatch.setenv``.
+Outside pytest, :func:`install_fake_scheduler` makes the same bin directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import fake_scheduler as fs
+
+#: The wrappers each flavour gets; "pbs" is another name for "pro".
+FLAVORS = {"slurm": fs.SLURM_COMMANDS, "pro": fs.PBS_COMMANDS, "pbs": fs.PBS_COMMANDS,
+           "torque": fs.PBS_COMMANDS}
+#: Knobs a developer's shell might have set; every fixture starts without them.
+KNOBS = ("PW_FAKE_PBS_FLAVOR", "PW_FAKE_PENDING_SECONDS", "PW_FAKE_PENDING_REASON",
+         "PW_FAKE_PARTITIONS", "PW_FAKE_QUEUES", "PW_FAKE_SUBMIT_FAIL", "PW_FAKE_QUERY_FAIL",
+         "PW_FAKE_HOSTNAME", "PW_FAKE_MIN_JOB_AGE", "PW_FAKE_JOB_HISTORY", "PW_FAKE_PBS_SPOOL")
+
+
+def install_fake_scheduler(dest_dir: str | os.PathLike[str], flavor: str,
+                           state_dir: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """Write the fake ``flavor`` commands (slurm, pro/pbs or torque) into ``dest_dir``.
+
+    The state directory defaults to ``dest_dir/state``. Returns the environment variables to
+    set (``PATH`` with ``dest_dir`` first, ``PW_FAKE_SCHED_DIR`` and, for PBS,
+    ``PW_FAKE_PBS_FLAVOR``); the wrappers also fall back to these two settings on their own,
+    so they still work when a caller passes them a trimmed environment.
+    """
+    flavor = flavor.lower()
+    if flavor not in FLAVORS:
+        raise ValueError(f"unknown scheduler flavor {flavor!r} (slurm, pro, pbs or torque)")
+    pbs_flavor = "torque" if flavor == "torque" else "pro"
+    bin_dir = Path(dest_dir).absolute()
+    state = Path(state_dir).absolute() if state_dir is not None else bin_dir / "state"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    defaults = [f': "${{PW_FAKE_SCHED_DIR:={shlex.quote(str(state))}}}"',
+                "export PW_FAKE_SCHED_DIR"]
+    if flavor != "slurm":
+        defaults += [f': "${{PW_FAKE_PBS_FLAVOR:={pbs_flavor}}}"', "export PW_FAKE_PBS_FLAVOR"]
+    python = shlex.quote(sys.executable)
+    module = shlex.quote(os.path.abspath(fs.__file__))
+    for name in FLAVORS[flavor]:
+        # The module is run by its path, not with -m: a caller that strips PYTHONPATH from the
+        # environment (the spawner does) must still reach it. It imports only the stdlib.
+        text = "\n".join([
+            "#!/bin/sh",
+            f"# Fake {name} ({flavor}), written by pw_spawner.testing.plugin.",
+            *defaults,
+            f"exec {python} {module} {name} \"$@\"",
+            "",
+        ])
+        path = bin_dir / name
+        path.write_text(text)
+        path.chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
+           "PW_FAKE_SCHED_DIR": str(state)}
+    if flavor != "slurm":
+        env["PW_FAKE_PBS_FLAVOR"] = pbs_flavor
+    return env
+
+
+@dataclass
+class FakeScheduler:
+    """What the ``fake_slurm``/``fake_pbs``/``fake_torque`` fixtures yield.
+
+    Job records are the fake's own JSON: ``id`` (int), ``name``, ``state`` (PENDING, RUNNING,
+    COMPLETED, FAILED, CANCELLED, TIMEOUT), ``exit_code``, ``pid`` (the job's process group),
+    ``stdout``/``stderr`` (where the job writes), ``partition`` (the queue for PBS) and more.
+    """
+
+    flavor: str
+    bin_dir: Path
+    state_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def store(self) -> fs.JobStore:
+        return fs.JobStore(self.state_dir)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job record, in id order."""
+        return self.store.jobs()
+
+    def job(self, job_id: int | str) -> dict[str, Any] | None:
+        """One record; ``job_id`` may be ``1000`` or ``"1000.fakepbs"``."""
+        return self.store.load(int(str(job_id).split(".", 1)[0]))
+
+    def wait_for_state(self, job_id: int | str, *states: str,
+                       timeout: float = 10.0) -> dict[str, Any]:
+        """Poll until the job is in one of ``states``; fails the test on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job is not None and job["state"] in states:
+                return job
+            if time.monotonic() > deadline:
+                seen = job["state"] if job else "no such job"
+                pytest.fail(f"job {job_id} not in {states} after {timeout}s (it is {seen})")
+            time.sleep(0.05)
+
+    def kill_all(self, grace: float = 2.0) -> None:
+        """Cancel every unfinished job and kill its processes: SIGTERM, SIGKILL after ``grace``."""
+        store = self.store
+        groups = []
+        with store.locked():
+            for job in store.jobs():
+                if job.get("pid") and job.get("exit_code") is None:
+                    groups.append(job["pid"])  # running, or cancelled and still dying
+                if job["state"] in fs.ACTIVE_STATES:
+                    # Marked first, under the lock, so a pending job's supervisor never starts it.
+                    job.update(state="CANCELLED", end_time=time.time())
+                    store.save(job)
+        for pgid in groups:
+            fs.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while any(fs.pgid_alive(g) for g in groups) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pgid in groups:
+            if fs.pgid_alive(pgid):
+                fs.killpg(pgid, signal.SIGKILL)
+
+
+def _fake_scheduler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                    flavor: str) -> Iterator[FakeScheduler]:
+    root = tmp_path / f"fake-{flavor}"
+    env = install_fake_scheduler(root / "bin", flavor, state_dir=root / "state")
+    for knob in KNOBS:
+        monkeypatch.delenv(knob, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    sched = FakeScheduler(flavor, root / "bin", root / "state", env)
+    try:
+        yield sched
+    finally:
+        sched.kill_all()
+
+
+@pytest.fixture
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeScheduler]:
+    """A fake Slurm (sbatch, squeue, scontrol, scancel, sacct) first on PATH."""
+    yield from _fake_scheduler(tmp_path, monkeypatch, "slurm")
+
+
+@pytest.fixture
+def fake_pbs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeScheduler]:
+    """A fake PBS Pro (qsub, qstat, qdel, qselect) first on PATH."""
+    yield from _fake_scheduler(tmp_path, monkeypatch, "pro")
+
+
+@pytest.fixture
+def fake_torque(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeScheduler]:
+    """A fake Torque (qsub, qstat, qdel, qselect) first on PATH."""
+    yield from _fake_scheduler(tmp_path, monkeypatch, "torque")

@@ -1,0 +1,107 @@
+"""The spawn form (render and parse) and the pw-spawner command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pw_spawner.cli import main
+from pw_spawner.form import options_from_form, render_form
+from pw_spawner.profiles import OptionsError, build_profiles
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def profiles():
+    return build_profiles(directory=REPO / "profiles")
+
+
+def test_form_lists_profiles_envs_and_fields(profiles):
+    html = render_form(profiles)
+    assert 'name="profile"' in html and "CPU short (4c, 16gb, 4h)" in html
+    assert 'name="environment--cpu-short"' in html and "env modules (Python 3.6.6)" in html
+    assert 'name="hours--cpu-short"' in html and 'max="4"' in html
+    assert 'name="logging"' in html and "pw_spawner_{jobid}.log" in html
+    assert 'name="env"' in html
+    assert '<option value="cpu-short" selected>' in html
+
+
+def test_form_keeps_what_was_typed_and_escapes_it(profiles):
+    html = render_form(profiles, values={"profile": "cpu-long", "hours": "7", "logging": True,
+                                         "env": "A=<script>alert(1)</script>"})
+    assert '<option value="cpu-long" selected>' in html
+    assert 'value="7"' in html and "checked" in html
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+
+
+def test_options_from_form_reads_only_the_chosen_profile():
+    options = options_from_form({
+        "profile": ["cpu-long"], "hours--cpu-short": ["3"], "hours--cpu-long": ["40"],
+        "environment--cpu-long": ["modules-py36"], "env": ["A=1\r\nB=x y"], "logging": ["on"]})
+    assert options == {"profile": "cpu-long", "hours": "40", "environment": "modules-py36",
+                       "logging": True, "env": {"A": "1", "B": "x y"}}
+
+
+def test_options_from_form_bad_env_line_names_field():
+    with pytest.raises(OptionsError) as info:
+        options_from_form({"profile": ["p"], "env": ["GOOD=1\nnot a pair"]})
+    assert info.value.field == "env" and "line 2" in info.value.message
+
+
+def test_cli_render_slurm(capsys):
+    assert main(["render", "--profiles", str(REPO / "profiles"), "--profile", "cpu-short",
+                 "--scheduler", "slurm", "--set", "hours=2", "--var", "A=1", "--logging"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("#!/bin/bash\n#SBATCH --job-name=pw-alice\n")
+    assert "#SBATCH --time=02:00:00" in out and "export A=1" in out
+    assert "export JUPYTERHUB_API_TOKEN='<the server'\"'\"'s API token, set at spawn>'" in out
+
+
+def test_cli_render_refuses_bad_option(capsys):
+    assert main(["render", "--profiles", str(REPO / "profiles"), "--set", "hours=99"]) == 1
+    assert "hours: 99 is above the maximum" in capsys.readouterr().err
+
+
+def test_cli_reads_jupyterhub_config(tmp_path, capsys):
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text(textwrap.dedent(f"""\
+        c.PWSpawner.scheduler = "pbs"
+        c.PWSpawner.profiles_dir = {str(REPO / 'profiles')!r}
+        c.PWSpawner.profile_list = [{{"slug": "extra", "display_name": "Extra", "job": {{"queue": "q1"}}}}]
+    """))
+    assert main(["render", "--config", str(config), "--profile", "extra"]) == 0
+    assert "#PBS -q q1" in capsys.readouterr().out
+    assert main(["check", "--config", str(config)]) == 0
+    assert "ok  extra" in capsys.readouterr().out
+
+
+def test_cli_check_names_file_and_key(tmp_path):
+    (tmp_path / "good.yaml").write_text("slug: fine\n")
+    (tmp_path / "bad.yaml").write_text("slug: broken\njob:\n  cores: -2\n")
+    result = subprocess.run([sys.executable, "-m", "pw_spawner.cli", "check", "--profiles", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert f"{tmp_path / 'bad.yaml'}: job.cores: must be at least 1" in result.stderr
+
+
+def test_console_script_installed():
+    result = subprocess.run([str(Path(sys.executable).parent / "pw-spawner"), "check", "--profiles", str(REPO / "profiles")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "ok  cpu-short (default)" in result.stdout
+
+
+def test_example_config_stops_on_bad_profile(tmp_path):
+    from traitlets.config import Config
+
+    from pw_spawner.cli import check_config
+
+    config = Config()
+    config.PWSpawner.profile_list = [{"slug": "x", "job": {"memory": "lots"}}]
+    with pytest.raises(SystemExit, match=r"profile_list: \[0\].job.memory"):
+        check_config(config)

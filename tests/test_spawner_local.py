@@ -1,0 +1,204 @@
+"""PWSpawner's lifecycle on the local target: real processes, the fake app as the server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import urllib.request
+
+import pytest
+
+from pw_spawner.schedulers import JobRef
+from pw_spawner.schedulers.local import LocalScheduler
+from pw_spawner.status import JobState
+
+
+def fetch(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def pgid_alive(job_id: str) -> bool:
+    """Whether any live (not zombie) process is in the job's process group."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[2] == job_id and fields[0] != "Z":
+            return True
+    return False
+
+
+async def test_start_poll_stop(spawner_factory):
+    spawner = spawner_factory(user_options={"hours": 2})
+    url = await spawner.start()
+    assert url.startswith("http://127.0.0.1:")
+    record = fetch(url)
+    assert record["user"] == "alice" and record["has_token"] is True
+    assert await spawner.poll() is None
+    job_id = spawner.job.job_id
+    assert pgid_alive(job_id)
+    messages = [e["message"] for e in spawner._events]
+    assert messages[0].startswith("Preparing Small (1c, 512M, 02:00:00)")
+    assert f"Submitted job {job_id}" in messages
+    assert messages[-1].startswith("The app is listening on 127.0.0.1:")
+
+    await spawner.stop()
+    assert spawner.job is None and not pgid_alive(job_id)
+    assert await spawner.poll() == 0
+    await spawner.stop()  # idempotent
+
+
+async def test_user_env_reaches_the_app(spawner_factory):
+    spawner = spawner_factory(user_options={"env": {"GREETING": "it's $(not run)"}})
+    # The app reports variables named in PW_FAKE_APP_SHOW; a user may not set PW_* so the hub does.
+    spawner.environment = {"PW_FAKE_APP_SHOW": "GREETING"}
+    url = await spawner.start()
+    assert fetch(url)["env"] == {"GREETING": "it's $(not run)"}
+
+
+async def test_progress_replays_for_every_listener(spawner_factory):
+    spawner = spawner_factory()
+
+    async def listen():
+        return [event["message"] async for event in spawner.progress()]
+
+    early = asyncio.ensure_future(listen())
+    await asyncio.sleep(0)
+    await spawner.start()
+    late = await listen()
+    assert await early == late and len(late) >= 4
+
+
+async def test_bad_options_refused_before_submitting(spawner_factory, tmp_path):
+    spawner = spawner_factory(user_options={"hours": 5})
+    with pytest.raises(Exception) as info:
+        await spawner.start()
+    assert info.value.jupyterhub_message == "hours: 5 is above the maximum of this profile"
+    assert info.value.status_code == 400
+    assert spawner.job is None and not (tmp_path / "jobs").exists()
+
+
+async def test_app_failure_shown_and_job_cancelled(spawner_factory):
+    spawner = spawner_factory(cmd=[*spawner_factory().cmd, "--fail-at-start"])
+    with pytest.raises(Exception) as info:
+        await spawner.start()
+    message = info.value.jupyterhub_message
+    assert "exited with status 2 before it listened" in message
+    assert spawner.job is None
+
+
+async def test_missing_command_message(spawner_factory):
+    spawner = spawner_factory(cmd=["no-such-jupyterhub-singleuser"])
+    with pytest.raises(Exception) as info:
+        await spawner.start()
+    assert "no-such-jupyterhub-singleuser was not found in this environment" in info.value.jupyterhub_message
+
+
+async def test_poll_reports_app_exit(spawner_factory):
+    spawner = spawner_factory(cmd=[*spawner_factory().cmd, "--fail-after-start"])
+    await spawner.start()
+    for _ in range(50):
+        status = await spawner.poll()
+        if status is not None:
+            break
+        await asyncio.sleep(0.2)
+    assert status == 3
+
+
+async def test_cancel_during_start_cancels_the_job(spawner_factory):
+    # `sleep` never listens, so start() waits until it is cancelled, as the hub's Stop button does.
+    spawner = spawner_factory(cmd=["sleep", "600"])
+    task = asyncio.ensure_future(spawner.start())
+    for _ in range(100):
+        await asyncio.sleep(0.1)
+        if spawner.job is not None:
+            break
+    job_id = spawner.job.job_id
+    assert pgid_alive(job_id)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert spawner.job is None
+    for _ in range(50):
+        if not pgid_alive(job_id):
+            break
+        await asyncio.sleep(0.1)
+    assert not pgid_alive(job_id)
+
+
+async def test_state_survives_a_hub_restart(spawner_factory):
+    first = spawner_factory()
+    url = await first.start()
+    state = first.get_state()
+    assert state["pw_spawner"]["version"] == 1
+
+    second = spawner_factory()
+    second.load_state(state)
+    assert second.job == first.job
+    assert await second.poll() is None
+    assert fetch(url)["user"] == "alice"
+    await second.stop()
+    assert await first.poll() == 0 or first.job is not None
+    first.job = None
+    second.clear_state()
+    assert second.get_state() == {}
+
+
+async def test_named_servers_do_not_share_jobs(spawner_factory):
+    a = spawner_factory()
+    b = spawner_factory(server_name="gpu-work")
+    url_a, url_b = await asyncio.gather(a.start(), b.start())
+    assert a.job_name == "pw-alice" and b.job_name == "pw-alice-gpu-work"
+    assert a.job.job_dir != b.job.job_dir and url_a != url_b
+    await a.stop()
+    assert await b.poll() is None
+
+
+async def test_leftover_job_is_cancelled_on_next_start(spawner_factory):
+    lost = spawner_factory()
+    await lost.start()
+    orphan = lost.job.job_id
+    lost.job = None  # the hub died before saving state
+    fresh = spawner_factory()
+    await fresh.start()
+    assert fresh.job.job_id != orphan
+    for _ in range(50):
+        if not pgid_alive(orphan):
+            break
+        await asyncio.sleep(0.1)
+    assert not pgid_alive(orphan)
+
+
+async def test_batched_polls_make_one_query(spawner_factory):
+    spawners = [spawner_factory(server_name=f"s{i}") for i in range(4)]
+    await asyncio.gather(*(s.start() for s in spawners))
+    batcher = spawners[0]._batcher()
+    before = batcher.queries
+    assert await asyncio.gather(*(s.poll() for s in spawners)) == [None] * 4
+    assert batcher.queries == before + 1
+
+
+async def test_local_scheduler_states(tmp_path):
+    from pw_spawner.remote.executor import LocalExecutor
+
+    scheduler, executor = LocalScheduler(), LocalExecutor()
+    job_dir = str(tmp_path / "j")
+    job_id = await scheduler.submit(executor, "exit 7\n", name="t", job_dir=job_dir)
+    ref = JobRef(job_id, "t", job_dir)
+    for _ in range(50):
+        info = (await scheduler.query(executor, [ref]))[job_id]
+        if info.state.finished:
+            break
+        await asyncio.sleep(0.1)
+    assert info.state is JobState.FAILED and info.exit_code == 7
+    job_id = await scheduler.submit(executor, "sleep 60\n", name="t", job_dir=job_dir)
+    ref = JobRef(job_id, "t", job_dir)
+    assert (await scheduler.query(executor, [ref]))[job_id].state is JobState.RUNNING
+    assert await scheduler.find(executor, "t", job_dir) == [job_id]
+    await scheduler.cancel(executor, ref)
+    assert (await scheduler.query(executor, [ref]))[job_id].state is JobState.CANCELLED
