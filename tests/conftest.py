@@ -49,7 +49,10 @@ SIMPLE_PROFILES = [{
 
 @pytest.fixture
 async def spawner_factory(tmp_path):
-    """make(**traits) -> a PWSpawner on the local target with the fake app; all stopped at the end."""
+    """make(cls=..., username=..., **traits) -> a spawner with the fake app; all stopped at the end.
+
+    Keyword arguments are those of :func:`pw_spawner.testing.spawners.make_spawner`.
+    """
     made = []
 
     def make(**traits):

@@ -90,7 +90,8 @@ def test_cli_check_names_file_and_key(tmp_path):
 
 
 def test_console_script_installed():
-    result = subprocess.run([str(Path(sys.executable).parent / "pw-spawner"), "check", "--profiles", str(REPO / "profiles")],
+    console_script = str(Path(sys.executable).parent / "pw-spawner")
+    result = subprocess.run([console_script, "check", "--profiles", str(REPO / "profiles")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "ok  cpu-short (default)" in result.stdout

@@ -23,13 +23,14 @@ PROFILES = build_profiles([{
     "job": {"partition": "short", "cores": 2, "memory": "4G", "hours": 2},
     "overrides": {"hours": {"max": 8}, "cores": {"choices": [1, 2, 4]}, "memory": {"max": "16G"},
                   "gpus": {"max": 2}},
-    "environments": [{"slug": "e1", "modules": ["python/3"]}, {"slug": "e2", "activate": "source /x/activate"}],
+    "environments": [{"slug": "e1", "modules": ["python/3"]},
+                     {"slug": "e2", "activate": "source /x/activate"}],
 }])
 
 # Text with everything that is dangerous in a shell or a directive: quotes, $(), backticks,
 # newlines, directive prefixes, NUL, unicode.
-_pieces = st.sampled_from(list("abc XYZ_=-'\"`$(){};|&<>\\\n\r\t#!*?~\x00é€") +
-                         ["#SBATCH --x", "#PBS -l", "$(reboot)", "'; rm -rf / #"])
+_pieces = st.sampled_from([*"abc XYZ_=-'\"`$(){};|&<>\\\n\r\t#!*?~\x00é€",
+                          "#SBATCH --x", "#PBS -l", "$(reboot)", "'; rm -rf / #"])
 nasty = st.lists(_pieces, max_size=12).map("".join)
 
 

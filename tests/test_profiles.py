@@ -26,7 +26,8 @@ BASE = {
     "display_name": "CPU",
     "default": True,
     "job": {"partition": "short", "cores": 4, "memory": "16G", "walltime": "04:00:00"},
-    "overrides": {"hours": {"max": 8}, "cores": {"choices": [1, 2, 4]}, "memory": {"min": "1G", "max": "32G"}},
+    "overrides": {"hours": {"max": 8}, "cores": {"choices": [1, 2, 4]},
+                  "memory": {"min": "1G", "max": "32G"}},
     "environments": [
         {"slug": "mods", "display_name": "modules", "modules": ["python/3.11"], "default": True},
         {"slug": "conda", "activate": "source /opt/conda/bin/activate base"},

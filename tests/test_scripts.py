@@ -44,7 +44,8 @@ def test_directive_spellings():
 
 def _request(tmp_path, cmd, **options):
     profiles = build_profiles([{"slug": "p", "display_name": "P",
-                                "environments": [{"slug": "none"}, {"slug": "mods", "modules": ["nosuch/1.0"]}]}])
+                                "environments": [{"slug": "none"},
+                                                 {"slug": "mods", "modules": ["nosuch/1.0"]}]}])
     selection = validate_options(profiles, options)
     return ScriptRequest(selection=selection, scheduler="local", job_name="pw-test",
                          job_dir=str(tmp_path / "job"), app=jupyter_launch(cmd, []),

@@ -8,61 +8,89 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
+import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
-from conftest import FAKE_APP, SIMPLE_PROFILES
+from conftest import SIMPLE_PROFILES
 from support.slurm_cluster import ensure_user
 
 from pw_spawner import PWSlurmSpawner
+from pw_spawner.testing import fake_app
 
 pytestmark = pytest.mark.slurm
 USER = "pwtestuser"
 
 
-@pytest.fixture
-async def slurm_spawner(slurm_cluster, spawner_factory):
-    ensure_user(USER)
-    made = []
+@pytest.fixture(scope="module")
+def fake_app_for_others(tmp_path_factory):
+    """The fake app as a script another user can run with the system's python3.
 
+    The test venv's interpreter may live under /root (pyenv), which the job's user cannot read, as on a
+    cluster where the hub's Python is not the nodes' Python.
+    """
+    system_python = "/usr/bin/python3"
+    assert os.access(system_python, os.X_OK), "Debian's python3 is needed to run jobs as another user"
+    shared = Path(tempfile.mkdtemp(prefix="pw-fake-app-"))
+    shared.chmod(0o755)
+    script = shared / "fake_app.py"
+    shutil.copyfile(fake_app.__file__, script)
+    script.chmod(0o644)
+    yield [system_python, str(script)]
+    shutil.rmtree(shared, ignore_errors=True)
+
+
+@pytest.fixture
+async def slurm_spawner(slurm_cluster, spawner_factory, fake_app_for_others):
+    ensure_user(USER)
     def make(**traits):
         profiles = [{**SIMPLE_PROFILES[0]},
                     {"slug": "too-long", "display_name": "Over the partition's MaxTime",
                      "job": {"partition": "short", "walltime": "05:00:00"}},
                     {"slug": "nowhere", "display_name": "No such partition", "job": {"partition": "nope"}}]
         defaults = dict(
-            profile_list=profiles, cmd=FAKE_APP, bind_ip="127.0.0.1", status_interval=0.3,
+            profile_list=profiles, cmd=fake_app_for_others, bind_ip="127.0.0.1", status_interval=0.3,
             job_dir_root="~/.pw_spawner/jobs", stop_timeout=30,
             # sudo resets the environment: the client needs to be told where this cluster's conf is.
             exec_prefix=["sudo", "-u", "{username}", "--", "env", f"SLURM_CONF={slurm_cluster.conf_path}"],
         )
-        spawner = spawner_factory(**{**defaults, **traits})
-        spawner.__class__ = PWSlurmSpawner
-        spawner.scheduler = "slurm"
-        made.append(spawner)
-        return spawner
+        return spawner_factory(cls=PWSlurmSpawner, username=USER, **{**defaults, **traits})
 
     return make
+
+
+def fetch(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
 
 
 def squeue(cluster, job_id):
     return cluster.run("squeue", "-h", "-t", "all", "-j", job_id, "-o", "%i|%T|%u|%j").stdout.strip()
 
 
-async def test_spawn_reach_stop(slurm_cluster, slurm_spawner):
-    from pw_spawner.testing.spawners import make_spawner  # noqa: F401 - documents where users get it
+async def wait_cancelled(cluster, job_id, seconds=15.0):
+    """Slurm's view of a cancelled job once its COMPLETING (clean-up) phase is over."""
+    for _ in range(int(seconds / 0.2)):
+        line = squeue(cluster, job_id)
+        if "CANCELLED" in line:
+            return line
+        await asyncio.sleep(0.2)
+    return squeue(cluster, job_id)
 
+
+async def test_spawn_reach_stop(slurm_cluster, slurm_spawner):
     spawner = slurm_spawner()
-    spawner.user.name = USER
     started = time.monotonic()
     url = await spawner.start()
     took = time.monotonic() - started
     job_id = spawner.job.job_id
     line = squeue(slurm_cluster, job_id)
     assert line == f"{job_id}|RUNNING|{USER}|pw-{USER}", line
-    with urllib.request.urlopen(url, timeout=5) as response:
-        record = json.loads(response.read())
+    record = await asyncio.to_thread(fetch, url)
     assert record["user"] == USER and record["has_token"] is True
     assert await spawner.poll() is None
     messages = [e["message"] for e in spawner._events]
@@ -71,13 +99,14 @@ async def test_spawn_reach_stop(slurm_cluster, slurm_spawner):
     print(f"real Slurm: submit to ready in {took:.1f} s")
 
     await spawner.stop()
-    assert "CANCELLED" in squeue(slurm_cluster, job_id)
+    # stop() returns once Slurm counts the job as ending (COMPLETING or later).
+    assert squeue(slurm_cluster, job_id).split("|")[1] in ("COMPLETING", "CANCELLED")
+    assert "CANCELLED" in await wait_cancelled(slurm_cluster, job_id)
     assert await spawner.poll() == 0
 
 
 async def test_invalid_partition_is_shown_to_the_user(slurm_spawner):
     spawner = slurm_spawner(user_options={"profile": "nowhere"})
-    spawner.user.name = USER
     with pytest.raises(Exception) as info:
         await spawner.start()
     assert info.value.jupyterhub_message == "Slurm refused the job: Invalid partition name specified"
@@ -87,7 +116,6 @@ async def test_invalid_partition_is_shown_to_the_user(slurm_spawner):
 async def test_stop_while_queued_cancels_the_job(slurm_cluster, slurm_spawner):
     # Over the partition's MaxTime: Slurm accepts it and keeps it pending (PartitionTimeLimit).
     spawner = slurm_spawner(user_options={"profile": "too-long"})
-    spawner.user.name = USER
     task = asyncio.ensure_future(spawner.start())
     for _ in range(100):
         await asyncio.sleep(0.1)
@@ -99,32 +127,21 @@ async def test_stop_while_queued_cancels_the_job(slurm_cluster, slurm_spawner):
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    for _ in range(50):
-        if "CANCELLED" in squeue(slurm_cluster, job_id):
-            break
-        await asyncio.sleep(0.2)
-    assert "CANCELLED" in squeue(slurm_cluster, job_id)
+    assert "CANCELLED" in await wait_cancelled(slurm_cluster, job_id)
     assert spawner.job is None
 
 
 async def test_restart_reattaches_and_finds_leftovers(slurm_cluster, slurm_spawner):
     first = slurm_spawner()
-    first.user.name = USER
     await first.start()
     state = first.get_state()
     again = slurm_spawner()
-    again.user.name = USER
     again.load_state(state)
     assert await again.poll() is None
     # A hub that died before saving state: the next start finds the job by name and cancels it.
     orphan = first.job.job_id
     first.job = again.job = None
     fresh = slurm_spawner()
-    fresh.user.name = USER
     await fresh.start()
     assert fresh.job.job_id != orphan
-    for _ in range(50):
-        if "CANCELLED" in squeue(slurm_cluster, orphan):
-            break
-        await asyncio.sleep(0.2)
-    assert "CANCELLED" in squeue(slurm_cluster, orphan)
+    assert "CANCELLED" in await wait_cancelled(slurm_cluster, orphan)

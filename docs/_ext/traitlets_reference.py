@@ -158,6 +158,7 @@ def spawner_entry_points() -> dict[str, list[str]]:
 
 def render() -> str:
     from jupyterhub.spawner import Spawner
+
     from pw_spawner.spawner import PWSpawner
 
     classes = pw_classes(PWSpawner)

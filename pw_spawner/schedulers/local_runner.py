@@ -18,7 +18,8 @@ from pathlib import Path
 
 # The wrapper records the script's exit status; it is the process-group leader, so one killpg
 # reaches the script and everything it started.
-_WRAPPER = 'export PW_LOCAL_JOB_ID=$$; bash "$1"; rc=$?; echo "$rc" > "$2.tmp" && mv -f "$2.tmp" "$2"; exit "$rc"'
+_WRAPPER = ('export PW_LOCAL_JOB_ID=$$; bash "$1"; rc=$?; '
+            'echo "$rc" > "$2.tmp" && mv -f "$2.tmp" "$2"; exit "$rc"')
 
 
 def _start_time(pid: int) -> str | None:

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         shown = [n for n in os.environ.get("PW_FAKE_APP_SHOW", "").split(",") if n]
         body = json.dumps({
             "user": os.environ.get("JUPYTERHUB_USER"),
