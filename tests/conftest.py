@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -12,18 +11,8 @@ from pw_spawner.testing.spawners import make_spawner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from support.requirements import require
 from support.slurm_cluster import SlurmCluster, slurm_available
-
-
-def require(what: str, ok: bool, why: str) -> None:
-    """Skip a test whose real dependency is missing, except where it must run (CI, PW_REQUIRE_ALL)."""
-    if ok:
-        return
-    strict = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no") \
-        or os.environ.get("PW_REQUIRE_ALL") == "1" or os.environ.get(f"PW_REQUIRE_{what.upper()}") == "1"
-    if strict:
-        pytest.fail(f"{what} is required here (CI or PW_REQUIRE_ALL=1) but unavailable: {why}")
-    pytest.skip(f"{what} unavailable: {why}")
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from support.hub import REPO, HubProcess, group_members, hub_available, require
+from support.hub import REPO, HubProcess, group_members, hub_available
+from support.requirements import require
 
 pytestmark = pytest.mark.browser
 

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from support.hub import HubProcess, group_members, hub_available, require
+from support.hub import HubProcess, group_members, hub_available
+from support.requirements import require
 
 pytestmark = pytest.mark.hub
 

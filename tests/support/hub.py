@@ -49,21 +49,6 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER_NO_REDIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
 
 
-def strict_requirements() -> bool:
-    """Whether a missing dependency must fail a test instead of skipping it (CI, PW_REQUIRE_ALL=1)."""
-    ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-    return ci or os.environ.get("PW_REQUIRE_ALL") == "1"
-
-
-def require(what: str, ok: bool, why: str) -> None:
-    """Skip a test whose real dependency is missing; in CI fail it instead, with the reason."""
-    if ok:
-        return
-    if strict_requirements() or os.environ.get(f"PW_REQUIRE_{what.upper()}") == "1":
-        pytest.fail(f"{what} is required here (CI or PW_REQUIRE_ALL=1) but unavailable: {why}")
-    pytest.skip(f"{what} unavailable: {why}")
-
-
 def hub_available() -> tuple[bool, str]:
     """Whether a hub can run here: configurable-http-proxy (npm) and node."""
     # The demo config uses the repository's copy, else configurable-http-proxy on PATH.
