@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ..remote.executor import Executor, ExecutorError
 from ..status import JobState
@@ -19,7 +20,36 @@ _STATES = {
     "S": JobState.PENDING, "U": JobState.PENDING, "B": JobState.RUNNING, "R": JobState.RUNNING,
     "E": JobState.COMPLETED, "X": JobState.COMPLETED, "F": JobState.COMPLETED, "C": JobState.COMPLETED,
 }
-_UNKNOWN_JOB = re.compile(r"Unknown Job Id|nonexistent job id", re.IGNORECASE)
+# What qstat and qdel say on stderr about one job, the job id named in the line:
+#   gone:     "Unknown Job Id 123.srv" (PBS Pro, Torque 4), "Unknown Job Id Error 123.srv" (Torque 6),
+#             "nonexistent job id: 123.srv" (older Torque)
+#   finished: "123.srv Job has finished, use -x or -H ..." (PBS Pro qstat without -x, exit 35),
+#             "Job has finished 123.srv" (PBS Pro qdel),
+#             "Request invalid for state of job MSG=invalid state for job - COMPLETE 123.srv" (Torque qdel)
+_JOB_ID = r"(\d+(?:\[\d*\])?(?:\.[\w.-]+)?)"
+_COMPLAINTS = (
+    ("gone", re.compile(rf"(?:Unknown Job Id(?: Error)?|nonexistent job id):?\s+{_JOB_ID}", re.IGNORECASE)),
+    ("finished", re.compile(rf"{_JOB_ID}\s+Job has finished")),
+    ("finished", re.compile(rf"Job has finished\s+{_JOB_ID}")),
+    ("finished", re.compile(rf"Request invalid for state of job\b.*\s{_JOB_ID}\s*$")),
+)
+
+
+def _sequence(job_id: str) -> str:
+    """``123`` of ``123.server.domain``: servers print the suffix as they like, the number is the job."""
+    return job_id.split(".", 1)[0]
+
+
+def job_complaints(stderr: str) -> dict[str, str]:
+    """Per-job messages of qstat/qdel, as job sequence number -> ``gone`` or ``finished``."""
+    found: dict[str, str] = {}
+    for line in stderr.splitlines():
+        for kind, pattern in _COMPLAINTS:
+            match = pattern.search(line)
+            if match:
+                found[_sequence(match.group(1))] = kind
+                break
+    return found
 
 
 def _info(job_id: str, attrs: dict) -> JobInfo:
@@ -92,19 +122,26 @@ class PBSScheduler(Scheduler):
             result = await executor.run(argv)
         except ExecutorError as exc:
             return {i: JobInfo.unknown(i, str(exc)) for i in ids}
-        # qstat exits non-zero when any id is unknown, yet still prints the others.
-        if not result.ok and not _UNKNOWN_JOB.search(result.stderr):
+        # qstat exits non-zero when any id is unknown or finished, yet still prints the others.
+        complaints = job_complaints(result.stderr)
+        if not result.ok and not complaints:
             return {i: JobInfo.unknown(i, result.message()) for i in ids}
         try:
             listed = parse_qstat_json(result.stdout) if self.flavor == "pro" and result.stdout.strip() \
                 else parse_qstat_text(result.stdout)
         except (ValueError, AttributeError) as exc:
             return {i: JobInfo.unknown(i, f"unreadable qstat output: {exc}") for i in ids}
+        by_sequence = {_sequence(job_id): info for job_id, info in listed.items()}
         infos = {}
         for job_id in ids:
-            if job_id in listed:
-                infos[job_id] = listed[job_id]
-            elif re.search(rf"(Unknown Job Id|nonexistent job id)\S* {re.escape(job_id)}", result.stderr):
+            info = listed.get(job_id) or by_sequence.get(_sequence(job_id))
+            said = complaints.get(_sequence(job_id))
+            if info is not None:
+                infos[job_id] = replace(info, job_id=job_id)
+            elif said == "finished":
+                # PBS Pro without -x (or without job history) knows the job ended, not how.
+                infos[job_id] = JobInfo(job_id, JobState.COMPLETED, "F", "finished")
+            elif said == "gone":
                 # Confirmed by the server itself: with -x (Pro) even finished jobs would be listed.
                 infos[job_id] = JobInfo(job_id, JobState.COMPLETED, "GONE", "no longer known to PBS")
             else:
@@ -116,8 +153,8 @@ class PBSScheduler(Scheduler):
             result = await executor.run(["qdel", job.job_id])
         except ExecutorError as exc:
             raise SchedulerError(f"could not cancel job {job.job_id}: {exc}") from exc
-        if not result.ok and not _UNKNOWN_JOB.search(result.stderr) \
-                and "Request invalid for state of job" not in result.stderr:
+        # A job that already finished, or that the server forgot, is what qdel was asked for.
+        if not result.ok and _sequence(job.job_id) not in job_complaints(result.stderr):
             raise SchedulerError(f"could not cancel job {job.job_id}: {result.message()}")
 
     async def find(self, executor: Executor, name: str, job_dir: str) -> list[str]:

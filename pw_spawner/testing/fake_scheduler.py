@@ -2286,9 +2286,9 @@ def cmd_qdel(args: list[str]) -> int:
         seen = _pbs_visibility(job, flavor, now)
         full_id = _pbs_full(job_id)
         if job is None or seen == "gone":
-            # Torque words it "qdel: nonexistent job id"; the Pro text (and exit code) is
-            # used for both flavours so callers need one pattern.
-            _err(f"qdel: Unknown Job Id {full_id}")
+            # Torque 6 words PBSE_UNKJOBID as its qstat does ("Unknown Job Id Error").
+            _err(f"qdel: Unknown Job Id Error {full_id}" if flavor == "torque"
+                 else f"qdel: Unknown Job Id {full_id}")
             rc = _RC_UNKJOBID
         elif seen == "history":
             if flavor == "torque":
