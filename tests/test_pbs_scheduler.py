@@ -19,8 +19,13 @@ class WithoutHistory(LocalExecutor):
         return await super().run([a for a in argv if a != "-x"], **kwargs)
 
 
-async def _finished_job(sched, pbs: PBSScheduler, tmp_path, executor=None) -> JobRef:
-    executor = executor or LocalExecutor()
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # PBS writes a job's output without -o to the submitting directory
+
+
+async def _finished_job(sched, pbs: PBSScheduler, tmp_path) -> JobRef:
+    executor = LocalExecutor()
     job_id = await pbs.submit(executor, "#!/bin/sh\ntrue\n", name="t", job_dir=str(tmp_path / "job"))
     sched.wait_for_state(job_id, "COMPLETED")
     return JobRef(job_id, "t", str(tmp_path / "job"))
