@@ -72,6 +72,15 @@ async def test_pbs_pro_finished_job_without_history(fake_pbs, tmp_path):
     await pbs.cancel(LocalExecutor(), job)  # "qdel: Job has finished"
 
 
+async def test_pbs_pro_history_expired(fake_pbs, tmp_path, monkeypatch):
+    pbs = PBSScheduler("pro")
+    job = await _finished_job(fake_pbs, pbs, tmp_path)
+    monkeypatch.setenv("PW_FAKE_JOB_HISTORY", "0")
+    info = (await pbs.query(LocalExecutor(), [job]))[job.job_id]
+    assert (info.state, info.raw_state) == (JobState.COMPLETED, "GONE")
+    await pbs.cancel(LocalExecutor(), job)
+
+
 async def test_query_failure_is_unknown(fake_pbs, tmp_path, monkeypatch):
     pbs = PBSScheduler("pro")
     job = await _finished_job(fake_pbs, pbs, tmp_path)
