@@ -157,6 +157,19 @@ class PWSpawner(Spawner):
     def _default_options_form(self):
         return PWSpawner._options_form_html
 
+    # JupyterHub >= 5.3 runs this hook after group_overrides and before start(), and warns about
+    # "unhandled user_options" without one. The options only pick from the profiles, so the hook
+    # validates them: a bad choice is refused (HTTP 400) before anything runs, against the
+    # configuration as group_overrides left it. It sets no traits, so it cannot undo an override.
+    # Older hubs have no such trait and ignore this default.
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        return PWSpawner._check_user_options
+
+    @staticmethod
+    async def _check_user_options(spawner: PWSpawner, user_options: dict[str, Any]) -> None:
+        await spawner.selection(user_options)
+
     # ---------------------------------------------------------------- runtime state
 
     job: JobRef | None = None
@@ -242,15 +255,20 @@ class PWSpawner(Spawner):
 
     # ---------------------------------------------------------------- validation and rendering
 
-    async def selection(self) -> Selection:
-        """Validate ``user_options`` (the REST API can send anything, so start() calls this too)."""
+    async def selection(self, options: dict[str, Any] | None = None) -> Selection:
+        """Validate ``options`` (default: ``user_options``) against the profiles this user may use.
+
+        The REST API can send anything, so start() calls this too, after apply_user_options did:
+        a pre_spawn_hook may change the configuration in between.
+        """
         try:
             profiles = await self.load_profiles()
         except ProfileError as exc:
             raise spawn_error("The spawn options are misconfigured; please tell the administrators.",
                               reason="bad-profile", log_message=str(exc)) from None
         try:
-            return validate_options(profiles, self.user_options, groups=self._groups(),
+            return validate_options(profiles, self.user_options if options is None else options,
+                                    groups=self._groups(),
                                     forbidden_env=self.forbidden_env_names)
         except OptionsError as exc:
             raise spawn_error(f"{exc.field}: {exc.message}", reason="invalid-options") from None
