@@ -15,7 +15,17 @@ from .base import JobInfo, JobRef, Scheduler
 
 
 class StatusBatcher:
-    """Coalesces :meth:`Scheduler.query` calls made within ``window`` seconds."""
+    """Coalesces :meth:`Scheduler.query` calls made within ``window`` seconds.
+
+    The spawner shares one batcher per (scheduler, exec prefix after ``{username}`` is filled
+    in). With a prefix such as ``sudo -u {username} --`` that is one batcher, and so one query
+    per window, per *user*, not per cluster: the batching then only merges a user's own servers.
+    That is deliberate. A query runs as the account of the prefix, and on sites with Slurm's
+    ``PrivateData=jobs`` (or PBS's ``query_other_jobs = false``) an account sees only its own
+    jobs, so a squeue run as alice would report bob's job as missing. Batching across users
+    would need a query account that may see every job (a Slurm operator, or an empty prefix
+    on a site without PrivateData), which the spawner cannot tell from here.
+    """
 
     _shared: dict[Hashable, StatusBatcher] = {}
 
