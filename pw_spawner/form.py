@@ -12,7 +12,7 @@ from typing import Any
 
 import jinja2
 
-from .profiles import OVERRIDE_KEYS, Profile, format_memory, parse_env_lines
+from .profiles import OVERRIDE_KEYS, Override, Profile, format_hours, format_memory, parse_env_lines
 from .scripts import TEMPLATE_DIR
 
 APP_NAMES = {"jupyter": "JupyterLab", "rstudio": "RStudio", "vnc": "Desktop (VNC)", "xpra": "Xpra"}
@@ -23,12 +23,30 @@ _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), aut
 
 
 def _current(profile: Profile, name: str) -> Any:
+    """The profile's own value of an override field, as the form prefills it (not rounded)."""
     job = profile.job
     if name == "hours":
-        return max(1, job.walltime_s // 3600)
+        return format_hours(job.walltime_s)
     if name == "memory":
         return format_memory(job.memory_mb) if job.memory_mb else ""
     return getattr(job, name)
+
+
+def _number_box(profile: Profile, name: str, rule: Override) -> dict[str, Any]:
+    """min, max and step of a number field.
+
+    The override's range, widened to take the profile's own value: the form prefills it and the
+    server accepts it unchanged, so the browser must not refuse it (1.5 hours, or a walltime
+    above the override's max).
+    """
+    own = float(_current(profile, name))
+
+    def shown(number: float) -> str:
+        return str(int(number)) if number == int(number) else format_hours(round(number * 3600))
+
+    low = own if rule.minimum is None else min(rule.minimum, own)
+    high = own if rule.maximum is None else max(rule.maximum, own)
+    return {"min": shown(low), "max": shown(high), "step": "1" if own == int(own) else "any"}
 
 
 def render_form(
@@ -52,7 +70,7 @@ def render_form(
 
     return _env.get_template("form.html.j2").render(
         profiles=profiles, selected=selected, resources=list(resources), values=values,
-        value=value, current=_current, format_memory=format_memory,
+        value=value, current=_current, number_box=_number_box, format_memory=format_memory,
         app_names=APP_NAMES, override_labels=OVERRIDE_LABELS,
     )
 

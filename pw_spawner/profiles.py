@@ -102,6 +102,11 @@ def parse_walltime(value: Any, source: str = "", key: str = "walltime") -> int:
     return seconds
 
 
+def format_hours(seconds: int) -> str:
+    """A walltime as the hours field shows it: ``4``, ``1.5``, ``0.3333`` (close enough to round back)."""
+    return f"{seconds / 3600:.4f}".rstrip("0").rstrip(".")
+
+
 def format_walltime(seconds: int) -> str:
     """``HH:MM:SS`` (hours may exceed 24), which Slurm and PBS both read."""
     hours, rest = divmod(seconds, 3600)
@@ -510,6 +515,20 @@ def _as_bool(field_name: str, value: Any) -> bool:
     raise OptionsError(field_name, "expected true or false")
 
 
+def _is_own_value(job: JobSpec, name: str, raw: Any) -> bool:
+    """Whether ``raw`` is the profile's own value, which the form prefills (``hours`` may be 1.5)."""
+    if isinstance(raw, bool):
+        return False
+    try:
+        if name == "hours":
+            return round(float(raw) * 3600) == job.walltime_s
+        if name == "memory":
+            return job.memory_mb is not None and parse_memory_mb(raw) == job.memory_mb
+        return int(str(raw).strip()) == getattr(job, name)
+    except (ValueError, TypeError, ProfileError):
+        return False
+
+
 def _apply_overrides(profile: Profile, options: Mapping[str, Any]) -> JobSpec:
     job = profile.job
     changes: dict[str, Any] = {}
@@ -520,6 +539,9 @@ def _apply_overrides(profile: Profile, options: Mapping[str, Any]) -> JobSpec:
         if rule is None:
             raise OptionsError(name, f"the profile {profile.display_name!r} does not let you change {name}")
         raw = options[name]
+        if _is_own_value(job, name, raw):
+            # A field left as the form filled it: the admin's value, even outside the override.
+            continue
         if name == "memory":
             try:
                 value = parse_memory_mb(raw)

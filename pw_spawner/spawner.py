@@ -345,7 +345,11 @@ class PWSpawner(Spawner):
             script = self.render(selection, job_dir, self.get_env())
             await self._submit(executor, scheduler, script, job_dir)
             self._emit(20, f"Submitted job {self.job.job_id}")
-            return await self._follow_until_ready(scheduler)
+            url = await self._follow_until_ready(scheduler)
+            # What was typed is kept only to correct a refused start; from now on the form
+            # starts from these (saved) user_options.
+            self._last_form = None
+            return url
         except asyncio.CancelledError:
             self.log.info("%s: start cancelled", self._log_name)
             await self._cancel_job_quietly()

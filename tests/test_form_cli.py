@@ -11,7 +11,7 @@ import pytest
 
 from pw_spawner.cli import main
 from pw_spawner.form import options_from_form, render_form
-from pw_spawner.profiles import OptionsError, build_profiles
+from pw_spawner.profiles import OptionsError, build_profiles, validate_options
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -106,3 +106,43 @@ def test_example_config_stops_on_bad_profile(tmp_path):
     config.PWSpawner.profile_list = [{"slug": "x", "job": {"memory": "lots"}}]
     with pytest.raises(SystemExit, match=r"profile_list: \[0\].job.memory"):
         check_config(config)
+
+
+def test_form_fieldsets_all_usable_without_javascript(profiles):
+    html = render_form(profiles, values={"profile": "cpu-long"})
+    markup = html.split("<script>")[0]
+    # The script hides the other profiles' fields; the server renders them all usable.
+    assert markup.count('class="pw-profile-options') == len(profiles)
+    assert " hidden" not in markup and " disabled" not in markup
+
+
+def test_form_element_ids_are_unique(profiles):
+    import re
+
+    ids = re.findall(r'\bid="([^"]+)"', render_form(profiles))
+    assert len(ids) == len(set(ids))
+    assert "pw-profile-help--cpu-short" in ids and "pw-profile-help--cpu-long" in ids
+    described = re.findall(r'aria-describedby="([^"]+)"', render_form(profiles))
+    assert described and set(described) <= set(ids)
+
+
+def test_form_prefills_the_profiles_own_values_unrounded():
+    profiles = build_profiles([
+        {"slug": "short", "display_name": "Short", "job": {"hours": 1.5, "memory": "16G"},
+         "overrides": {"hours": {"max": 4}, "memory": {"min": "1G", "max": "32G"}}},
+        {"slug": "day", "display_name": "Day", "job": {"walltime": "08:00:00"},
+         "overrides": {"hours": {"max": 4}}},
+    ])
+    html = render_form(profiles)
+    assert 'step="any" value="1.5"' in html
+    assert 'type="text" id="pw-memory--short" name="memory--short"\n             value="16G"' in html
+    assert 'min="1" max="8" step="1" value="8"' in html  # the box takes the profile's own 8 hours
+    # Posted back untouched, the prefilled values are the profile's own and pass.
+    for slug, seconds in (("short", 5400), ("day", 8 * 3600)):
+        form = {"profile": [slug], f"hours--{slug}": ["1.5" if slug == "short" else "8"]}
+        selection = validate_options(profiles, options_from_form(form))
+        assert selection.job.walltime_s == seconds
+    with pytest.raises(OptionsError, match="whole number"):
+        validate_options(profiles, {"profile": "short", "hours": "2.5"})
+    with pytest.raises(OptionsError, match="above the maximum"):
+        validate_options(profiles, {"profile": "day", "hours": "7"})

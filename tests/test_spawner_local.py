@@ -202,3 +202,12 @@ async def test_local_scheduler_states(tmp_path):
     assert await scheduler.find(executor, "t", job_dir) == [job_id]
     await scheduler.cancel(executor, ref)
     assert (await scheduler.query(executor, [ref]))[job_id].state is JobState.CANCELLED
+
+
+async def test_typed_form_is_forgotten_once_a_start_succeeds(spawner_factory):
+    spawner = spawner_factory()
+    spawner.user_options = spawner.options_from_form({"profile": ["small"], "hours--small": ["2"],
+                                                      "env": ["A=1"]})
+    assert spawner._last_form["hours"] == "2"
+    await spawner.start()
+    assert spawner._last_form is None
