@@ -37,6 +37,9 @@ RESERVED_ENV_NAMES = ("HOME", "USER", "LOGNAME", "SHELL", "_", "IFS", "ENV", "SH
 # newline: one would end the directive line and start a new one.
 _SAFE_DIRECTIVE_VALUE = re.compile(r"^[^\n\r\x00]*$")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Names are shown on one line (the form, progress messages, the script's comments): no control
+# characters at all, nor the Unicode line and paragraph separators.
+_NOT_ONE_LINE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 
 class ProfileError(ValueError):
@@ -83,20 +86,54 @@ def format_memory(mb: int) -> str:
     return f"{mb // 1024}G" if mb % 1024 == 0 else f"{mb}M"
 
 
+_SLURM_TIME = re.compile(r"(?:(?P<days>\d+)-)?(?P<rest>\d+(?::\d+){0,2})")
+
+
 def parse_walltime(value: Any, source: str = "", key: str = "walltime") -> int:
-    """Seconds from ``HH:MM:SS``, ``D-HH:MM:SS``, ``MM:SS`` or a number of hours."""
-    if isinstance(value, bool):
-        raise ProfileError(source, key, f"expected HH:MM:SS, got {value!r}")
-    if isinstance(value, int | float):
-        seconds = int(value * 3600)
+    """Seconds from a walltime string in one of Slurm's ``--time`` formats.
+
+    ``MINUTES``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM`` and ``D-HH:MM:SS``. A number is
+    refused: YAML 1.1 reads an unquoted ``4:00:00`` as the base-60 integer 14400, so a number
+    here is most likely a walltime that lost its quotes (``hours:`` takes a number of hours).
+    Fields after the first must be below 60 (24 for hours after a day), catching typos.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ProfileError(source, key, f"got the number {value!r} (YAML reads an unquoted 4:00:00 as "
+                           'the number 14400): quote it, as in walltime: "04:00:00", or give hours: '
+                           "for a number of hours")
+    if not isinstance(value, str):
+        raise ProfileError(source, key, f'expected a quoted duration like "04:00:00", got {value!r}')
+    text = value.strip()
+    match = _SLURM_TIME.fullmatch(text)
+    if not match:
+        raise ProfileError(source, key, f"expected MINUTES, MM:SS, HH:MM:SS, D-HH, D-HH:MM or "
+                           f"D-HH:MM:SS, got {value!r}")
+    parts = [int(p) for p in match.group("rest").split(":")]
+    if match.group("days") is not None:
+        days = int(match.group("days"))
+        hours, minutes, secs = [*parts, 0, 0][:3]  # D-HH, D-HH:MM, D-HH:MM:SS
+        limits = [(hours, 24), (minutes, 60), (secs, 60)][:len(parts)]
     else:
-        match = re.fullmatch(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d{2})", str(value).strip())
-        if not match:
-            raise ProfileError(source, key, f"expected HH:MM:SS or D-HH:MM:SS, got {value!r}")
-        days, hours, minutes, secs = (int(g) if g else 0 for g in match.groups())
-        if match.group(2) is None:  # MM:SS
-            hours, minutes, secs = 0, int(match.group(3)), int(match.group(4))
-        seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
+        days = 0
+        if len(parts) == 3:  # HH:MM:SS
+            hours, minutes, secs = parts
+        else:  # MINUTES, MM:SS
+            hours, minutes, secs = 0, parts[0], parts[1] if len(parts) == 2 else 0
+        limits = [(p, 60) for p in parts[1:]]
+    for number, limit in limits:
+        if number >= limit:
+            raise ProfileError(source, key, f"{value!r}: {number} is out of range in that position")
+    seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
+    if seconds <= 0:
+        raise ProfileError(source, key, "must be positive")
+    return seconds
+
+
+def hours_to_seconds(value: Any, source: str = "", key: str = "hours") -> int:
+    """A job's ``hours:`` (a number, ``1.5`` is 1 h 30 min) as seconds."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProfileError(source, key, f"expected a number of hours, got {value!r}")
+    seconds = round(value * 3600)
     if seconds <= 0:
         raise ProfileError(source, key, "must be positive")
     return seconds
@@ -132,9 +169,13 @@ class JobSpec:
     extra_directives: tuple[tuple[str, str], ...] = ()
 
     def extra_for(self, scheduler: str) -> list[str]:
-        """The extra directives that apply to one scheduler kind."""
-        kinds = {scheduler, "*", "pbs" if scheduler == "torque" else scheduler}
-        return [line for kind, line in self.extra_directives if kind in kinds]
+        """The extra directives that apply to one scheduler kind, plus those for every kind.
+
+        ``pbs`` lines are PBS Pro's and ``torque`` lines Torque's: the two read different
+        resource syntax (``-l select=...:ngpus=1`` against ``-l nodes=1:gpus=1``), so neither
+        gets the other's.
+        """
+        return [line for kind, line in self.extra_directives if kind in (scheduler, "*")]
 
     @property
     def summary(self) -> str:
@@ -259,6 +300,13 @@ class _Reader:
         value = self.get(name, (str, int, float), default, required)
         return None if value is None else str(value)
 
+    def line(self, name: str, default: str | None = None) -> str | None:
+        """Text shown on one line: a newline or control character is refused, not cleaned up."""
+        value = self.text(name, default)
+        if value is not None and _NOT_ONE_LINE.search(value):
+            raise self.error(name, "must be a single line without control characters")
+        return value
+
     def slug(self, name: str, required: bool = True) -> str:
         value = self.text(name, required=required)
         if value is not None and not SLUG_RE.match(value):
@@ -298,7 +346,7 @@ def _parse_job(data: Any, source: str, path: str) -> JobSpec:
     if r.data.get("walltime") is not None:
         walltime = parse_walltime(r.data["walltime"], source, r.key("walltime"))
     elif r.data.get("hours") is not None:
-        walltime = parse_walltime(r.get("hours", (int, float)), source, r.key("hours"))
+        walltime = hours_to_seconds(r.get("hours", (int, float)), source, r.key("hours"))
     memory = r.data.get("memory")
     return JobSpec(
         partition=partition,
@@ -332,7 +380,7 @@ def _parse_environment(data: Any, source: str, path: str) -> Environment:
     if activate is not None and not _SAFE_DIRECTIVE_VALUE.match(activate):
         raise r.error("activate", "must be a single line")
     slug = r.slug("slug")
-    return Environment(slug=slug, display_name=r.text("display_name") or slug, modules=modules,
+    return Environment(slug=slug, display_name=r.line("display_name") or slug, modules=modules,
                        activate=activate, default=bool(r.get("default", bool, False)))
 
 
@@ -394,7 +442,9 @@ def profile_from_dict(data: Any, source: str = "<config>", path: str = "") -> Pr
             raise r.error(f"forbidden_env[{i}]", f"{name!r} is not a variable name")
     return Profile(
         slug=slug,
-        display_name=r.text("display_name") or slug,
+        display_name=r.line("display_name") or slug,
+        # May span lines (the form shows it as a paragraph); scripts only use it through the
+        # `comment` filter of pw_spawner.scripts.
         description=r.text("description", "") or "",
         default=bool(r.get("default", bool, False)),
         groups=r.str_list("groups"),
@@ -616,6 +666,7 @@ def validate_options(
         app=app,
         job=_apply_overrides(profile, options),
         env=_validate_env(options.get("env"), profile, forbidden_env),
-        logging=_as_bool("logging", options.get("logging", False)),
+        # null is "not given" here as for every other key (a saved user_options may hold it).
+        logging=_as_bool("logging", False if options.get("logging") is None else options["logging"]),
         resource=resource or (resources[0] if resources else None),
     )

@@ -1,6 +1,7 @@
 """Rendering the submit script: scheduler directives, environment, app launch.
 
-Shell quoting lives here and only here (the ``q`` filter of the templates is :func:`shlex.quote`).
+Shell quoting lives here and only here (the ``q`` filter of the templates is :func:`shlex.quote`;
+the ``comment`` filter keeps free text inside a comment line).
 Directive values come from admin-written profiles (checked by :mod:`pw_spawner.profiles`) and from
 validated numbers, never from free text a user typed. Templates are Jinja2 files; an admin may put
 files of the same names in a directory of their own to override them.
@@ -44,6 +45,17 @@ class ScriptRequest:
 def shell_quote(value: object) -> str:
     """One shell word, whatever the value holds."""
     return shlex.quote(str(value))
+
+
+_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+
+
+def comment_text(value: object) -> str:
+    """Text that stays inside one ``#`` comment line: newlines and control characters become spaces.
+
+    For admin-written free text (display names, a profile's multi-line description) in comments.
+    """
+    return _LINE_BREAKING.sub(" ", str(value)).strip()
 
 
 def _mem_gb_or_mb(mb: int) -> str:
@@ -116,6 +128,7 @@ def _environment(template_dirs: Sequence[str | Path]) -> jinja2.Environment:
                              lstrip_blocks=True, keep_trailing_newline=True,
                              undefined=jinja2.StrictUndefined)
     env.filters["q"] = shell_quote
+    env.filters["comment"] = comment_text
     return env
 
 

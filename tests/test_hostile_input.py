@@ -98,3 +98,27 @@ def test_bash_sees_exactly_the_typed_values(env):
     out = subprocess.run(["bash", "-c", program], capture_output=True, env={"PATH": "/usr/bin:/bin"},
                          check=True).stdout.decode("utf-8", "surrogateescape")
     assert out.split("\0")[:-1] == list(selection.env.values())
+
+
+def test_admin_free_text_cannot_leave_a_comment_line(tmp_path):
+    """Display names are refused with a newline at load; what reaches a script goes through `comment`."""
+    from dataclasses import replace
+
+    from pw_spawner.profiles import Environment
+
+    sneaky = "CUDA\nrm -rf ~\u2028#SBATCH --x"
+    selection = validate_options(PROFILES, {"environment": "e1"})
+    # A Profile made in code skips the loader's checks; the template must hold anyway.
+    selection = replace(selection, environment=Environment(slug="e1", display_name=sneaky,
+                                                           modules=("python/3",)),
+                        profile=replace(selection.profile, description="Line one.\n$(reboot)\nLine three."))
+    template = tmp_path / "job.sh.j2"
+    template.write_text("#!/bin/bash\n# {{ selection.profile.description | comment }}\n"
+                        "# {{ selection.environment.display_name | comment }}\n")
+    for dirs in ((), (str(tmp_path),)):
+        script = render_script(ScriptRequest(
+            selection=selection, scheduler="slurm", job_name="pw-alice", job_dir="/home/alice/jobs/pw-alice",
+            app=jupyter_launch(["jupyterhub-singleuser"], [])), dirs)
+        assert not any(line.startswith(("rm ", "$(reboot)", "#SBATCH --x")) for line in script.splitlines())
+        assert "\u2028" not in script
+    assert script.splitlines()[1:] == ["# Line one. $(reboot) Line three.", "# CUDA rm -rf ~ #SBATCH --x"]

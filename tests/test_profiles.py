@@ -56,10 +56,55 @@ def test_memory_units(text, mb):
     assert parse_memory_mb(text) == mb
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("04:00:00", 14400), ("1-00:00:00", 86400), ("30:00", 1800),
-                                               (2, 7200), (0.5, 1800)])
-def test_walltime_units(text, seconds):
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("90", 5400),                  # MINUTES
+    ("30:00", 1800),               # MM:SS
+    ("04:00:00", 14400),           # HH:MM:SS
+    ("36:00:00", 36 * 3600),
+    ("2-12", (2 * 24 + 12) * 3600),  # D-HH
+    ("1-04:30", 28 * 3600 + 1800),  # D-HH:MM, not MM:SS
+    ("1-00:00:00", 86400),         # D-HH:MM:SS
+])
+def test_walltime_follows_slurm_time_formats(text, seconds):
     assert parse_walltime(text) == seconds
+
+
+@pytest.mark.parametrize("value", [14400, 4, 1.5])
+def test_walltime_number_must_be_quoted(value):
+    with pytest.raises(ProfileError, match=r'quote it, as in walltime: "04:00:00"'):
+        parse_walltime(value)
+
+
+@pytest.mark.parametrize("text", ["4h", "1:2:3:4", "1-", "04:60:00", "1-24", "00:00", ""])
+def test_walltime_refused(text):
+    with pytest.raises(ProfileError):
+        parse_walltime(text)
+
+
+def test_unquoted_walltime_in_yaml_is_refused(tmp_path):
+    # YAML 1.1 reads 4:00:00 as the integer 14400; it once became 14400 hours.
+    (tmp_path / "p.yaml").write_text("slug: p\njob:\n  walltime: 4:00:00\n")
+    with pytest.raises(ProfileError) as info:
+        load_profile_file(tmp_path / "p.yaml")
+    assert info.value.key == "job.walltime" and "14400" in info.value.reason
+    (tmp_path / "p.yaml").write_text('slug: p\njob:\n  walltime: "4:00:00"\n  gpus: 0\n')
+    assert load_profile_file(tmp_path / "p.yaml")[0].job.walltime_s == 14400
+    (tmp_path / "p.yaml").write_text("slug: p\njob:\n  hours: 1.5\n")
+    assert load_profile_file(tmp_path / "p.yaml")[0].job.walltime_s == 5400
+
+
+def test_extra_directives_per_pbs_flavour():
+    job = profile_from_dict({"slug": "p", "job": {"extra_directives": {
+        "pbs": ["-l place=excl"], "torque": ["-l naccesspolicy=singlejob"], "slurm": ["--exclusive"]}}}).job
+    assert job.extra_for("pbs") == ["-l place=excl"]
+    assert job.extra_for("torque") == ["-l naccesspolicy=singlejob"]  # not PBS Pro's select syntax
+    both = profile_from_dict({"slug": "p", "job": {"extra_directives": ["-V"]}}).job
+    assert both.extra_for("torque") == both.extra_for("pbs") == ["-V"]
+
+
+def test_multiline_description_is_kept():
+    profile = profile_from_dict({**BASE, "description": "First line.\nSecond line."})
+    assert profile.description == "First line.\nSecond line."
 
 
 @pytest.mark.parametrize(
@@ -84,6 +129,11 @@ def test_walltime_units(text, seconds):
         ({"overrides": {"nodes": {"max": 2}}}, "overrides.nodes", "unknown override"),
         ({"forbidden_env": ["1BAD"]}, "forbidden_env[0]", "not a variable name"),
         ({"default": "yes"}, "default", "expected bool"),
+        ({"display_name": "CPU\n#SBATCH --x"}, "display_name", "single line"),
+        ({"display_name": "CPU\rx"}, "display_name", "single line"),
+        ({"environments": [{"slug": "a", "display_name": "A\u2028B"}]}, "environments[0].display_name",
+         "single line"),
+        ({"job": {"walltime": 14400}}, "job.walltime", "quote it"),
     ],
 )
 def test_bad_profile_names_key_and_reason(change, key, reason):
@@ -172,6 +222,11 @@ def test_refused_options_name_the_field(profiles, options, field, words):
         validate_options(profiles, options)
     assert info.value.field == field
     assert words in info.value.message
+
+
+def test_null_logging_is_not_given(profiles):
+    # JupyterHub stores user_options as JSON and may hand back None for a value; null is "left out".
+    assert validate_options(profiles, {"logging": None}).logging is False
 
 
 def test_groups_unlock_profiles(profiles):
