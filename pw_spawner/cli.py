@@ -20,7 +20,7 @@ from traitlets.config import Config, PyFileConfigLoader
 
 from .apps import jupyter_launch
 from .profiles import OptionsError, Profile, ProfileError, build_profiles, validate_options
-from .scripts import ScriptRequest, render_script
+from .scripts import ScriptRequest, render_script, safe_job_name
 
 _SPAWNER_SECTIONS = ("Spawner", "PWSpawner", "PWSlurmSpawner", "PWPBSSpawner")
 #: What the hub would put in the script's hub section; the real token never appears here.
@@ -80,7 +80,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     selection = validate_options(profiles, options, groups=args.group,
                                  forbidden_env=settings.get("forbidden_env_names", []))
     scheduler = args.scheduler or settings.get("scheduler") or "local"
-    job_name = f"pw-{args.user}"
+    job_name = safe_job_name(f"pw-{args.user}")
     root = settings.get("job_dir_root", "~/.pw_spawner/jobs").replace("~", f"/home/{args.user}", 1)
     request = ScriptRequest(
         selection=selection,

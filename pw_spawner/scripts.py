@@ -9,6 +9,7 @@ files of the same names in a directory of their own to override them.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,20 @@ class ScriptRequest:
     hub_env: Mapping[str, str] = field(default_factory=dict)
     start_timeout: int = 300
     extra_directives: Sequence[str] = ()
+
+
+def safe_job_name(text: str, limit: int = 64) -> str:
+    """A job name every scheduler takes (letters, digits, ``_ . -``), distinct for distinct ``text``.
+
+    Replacing characters or cutting to ``limit`` could give two servers one name ("a b" and
+    "a_b"), and a start cancels the unfinished jobs that carry its name. So a name that had to
+    change ends in a short hash of the text it came from; names that need no change keep it.
+    """
+    clean = re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+    if clean == text and len(clean) <= limit:
+        return clean
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{clean[:limit - len(digest) - 1]}-{digest}"
 
 
 def shell_quote(value: object) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,15 +25,10 @@ from .profiles import OptionsError, Profile, ProfileError, Selection, build_prof
 from .remote.executor import Executor, ExecutorError, LocalExecutor
 from .schedulers import JobRef, Scheduler, SchedulerError, SubmitError, get_scheduler
 from .schedulers.batcher import StatusBatcher
-from .scripts import ScriptRequest, render_script
+from .scripts import ScriptRequest, render_script, safe_job_name
 from .status import JobState, ServiceStatus, ServiceStatusError
 
 STATE_VERSION = 1
-
-
-def _job_name_part(text: str) -> str:
-    """A piece of a job name every scheduler takes: letters, digits, ``-`` ``_`` ``.``."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
 
 
 class PWSpawner(Spawner):
@@ -193,7 +187,7 @@ class PWSpawner(Spawner):
 
     @property
     def job_name(self) -> str:
-        return _job_name_part(self._format(self.job_name_template))[:64]
+        return safe_job_name(self._format(self.job_name_template))
 
     def make_executor(self) -> Executor:
         """Where commands run; remote clusters (SSH) plug in here."""

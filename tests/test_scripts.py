@@ -94,3 +94,15 @@ def test_job_runs_app_then_reports_its_exit(tmp_path):
     assert "exited with status 3" in record["ERROR_MESSAGE"]
     logs = list(tmp_path.glob("pw_spawner_*.log"))
     assert len(logs) == 1 and "fake_app" in logs[0].read_text()
+
+
+def test_job_names_stay_distinct_after_sanitizing():
+    from pw_spawner.scripts import safe_job_name
+
+    assert safe_job_name("pw-alice-gpu-work") == "pw-alice-gpu-work"  # nothing to change, nothing added
+    names = {safe_job_name(t) for t in ("pw-alice-a b", "pw-alice-a_b", "pw-alice-a/b", "pw-alice-a\u00e9b")}
+    assert len(names) == 4
+    assert all(len(n) <= 64 and all(c.isalnum() or c in "_.-" for c in n) for n in names)
+    long_a, long_b = "pw-alice-" + "x" * 80 + "a", "pw-alice-" + "x" * 80 + "b"
+    assert safe_job_name(long_a) != safe_job_name(long_b)
+    assert len(safe_job_name(long_a)) == 64

@@ -211,3 +211,14 @@ async def test_typed_form_is_forgotten_once_a_start_succeeds(spawner_factory):
     assert spawner._last_form["hours"] == "2"
     await spawner.start()
     assert spawner._last_form is None
+
+
+async def test_servers_whose_names_sanitize_alike_keep_their_jobs(spawner_factory):
+    # "a b" and "a_b" both became pw-alice-a_b; the second start took the first's job for its
+    # own leftover (same name, same job directory) and cancelled it.
+    first = spawner_factory(server_name="a b")
+    second = spawner_factory(server_name="a_b")
+    assert first.job_name != second.job_name
+    await first.start()
+    await second.start()
+    assert await first.poll() is None and await second.poll() is None
