@@ -330,14 +330,16 @@ class PWSpawner(Spawner):
         try:
             selection = await self.selection()
             executor, scheduler = self.make_executor(), self.make_scheduler()
-            self._emit(5, f"Preparing {selection.profile.display_name} ({selection.job.summary})")
+            # One thing a message: the profile here, the resources with the submission (display
+            # names often carry a summary of their own, and overrides may have changed it).
+            self._emit(5, f"Preparing {selection.profile.display_name}")
             try:
                 job_dir = await self.job_dir(executor)
                 await self._cancel_leftovers(executor, scheduler, job_dir)
             except (ExecutorError, SchedulerError) as exc:
                 raise spawn_error(f"The cluster could not be reached: {exc}", reason="scheduler") from None
             script = self.render(selection, job_dir, self.get_env())
-            await self._submit(executor, scheduler, script, job_dir)
+            await self._submit(executor, scheduler, script, job_dir, selection.job.summary)
             self._emit(20, f"Submitted job {self.job.job_id}")
             url = await self._follow_until_ready(scheduler)
             # What was typed is kept only to correct a refused start; from now on the form
@@ -364,8 +366,9 @@ class PWSpawner(Spawner):
             self.log.warning("%s: cancelling leftover job %s", self._log_name, job_id)
             await scheduler.cancel(executor, JobRef(job_id, self.job_name, job_dir))
 
-    async def _submit(self, executor: Executor, scheduler: Scheduler, script: str, job_dir: str) -> None:
-        self._emit(10, "Submitting the job")
+    async def _submit(self, executor: Executor, scheduler: Scheduler, script: str, job_dir: str,
+                      summary: str) -> None:
+        self._emit(10, f"Submitting a job for {summary}")
         task = asyncio.ensure_future(scheduler.submit(executor, script, name=self.job_name, job_dir=job_dir))
         try:
             job_id = await asyncio.shield(task)
@@ -416,8 +419,9 @@ class PWSpawner(Spawner):
                                           reason="app-failed")
                     if service.job_status is JobState.RUNNING and service.port:
                         return self._ready(service)
-                    self._emit(70, "Waiting for the app to start"
-                               + (f": {service.error_message}" if service.error_message else ""))
+                    # While STARTING, the job's note says what it is doing ("starting JupyterLab").
+                    note = service.error_message.strip()
+                    self._emit(70, note[:1].upper() + note[1:] if note else "Waiting for the app to start")
             await asyncio.sleep(self.status_interval)
 
     def _ready(self, service: ServiceStatus) -> str:

@@ -43,7 +43,7 @@ async def test_start_poll_stop(spawner_factory):
     job_id = spawner.job.job_id
     assert pgid_alive(job_id)
     messages = [e["message"] for e in spawner._events]
-    assert messages[0].startswith("Preparing Small (1c, 512M, 02:00:00)")
+    assert messages[:2] == ["Preparing Small", "Submitting a job for 1c, 512M, 02:00:00"]
     assert f"Submitted job {job_id}" in messages
     assert messages[-1].startswith("The app is listening on 127.0.0.1:")
 
@@ -222,3 +222,16 @@ async def test_servers_whose_names_sanitize_alike_keep_their_jobs(spawner_factor
     await first.start()
     await second.start()
     assert await first.poll() is None and await second.poll() is None
+
+
+async def test_progress_messages_say_each_thing_once(spawner_factory):
+    # A display name that carries its own summary, as the example profiles' names do.
+    profile = {"slug": "cpu", "display_name": "CPU short (1c, 1h)", "job": {"walltime": "01:00:00"},
+               "environments": [{"slug": "plain"}]}
+    spawner = spawner_factory(profile_list=[profile])
+    await spawner.start()
+    messages = [e["message"] for e in spawner._events]
+    assert messages[0] == "Preparing CPU short (1c, 1h)"
+    assert sum("01:00:00" in m for m in messages) == 1
+    # The job's own note ("Starting JupyterLab"), not "Waiting for the app to start: starting ...".
+    assert not any(m.startswith("Waiting for the app to start:") for m in messages)
