@@ -45,11 +45,21 @@ def spawner_settings(config: Config) -> dict[str, Any]:
     return settings
 
 
+#: Said (on stdout) whenever a callable profile_list is left out.
+CALLABLE_NOTE = ("pw_spawner: profile_list is a callable; its profiles are made per user at spawn "
+                 "and are not checked here")
+
+
+def has_callable_profiles(config: Config) -> bool:
+    return callable(spawner_settings(config).get("profile_list"))
+
+
 def profiles_from(config: Config, profiles_dir: str | None, user: str = "admin") -> list[Profile]:
+    """The configured profiles, except those of a callable ``profile_list`` (only a spawn can make them)."""
     settings = spawner_settings(config)
     source = settings.get("profile_list") or []
     if callable(source):
-        raise ProfileError("profile_list", "", "is a callable: check it by spawning, or give --profiles")
+        source = []
     directory = profiles_dir or settings.get("profiles_dir") or None
     return build_profiles(source, directory)
 
@@ -68,6 +78,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     settings = spawner_settings(config)
     profiles = profiles_from(config, args.profiles)
+    if not profiles and has_callable_profiles(config):
+        raise ProfileError("profile_list", "", "is a callable: give --profiles to render from files")
     options: dict[str, Any] = {"profile": args.profile, **_parse_sets(args.set)}
     if args.env:
         options["environment"] = args.env
@@ -99,7 +111,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     profiles = profiles_from(config, args.profiles)
-    if not profiles:
+    if has_callable_profiles(config):
+        print(CALLABLE_NOTE)
+    elif not profiles:
         print("no profiles are configured (give profile_list or profiles_dir)", file=sys.stderr)
         return 1
     for profile in profiles:
@@ -112,7 +126,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def check_config(config: Config) -> None:
-    """For the end of a jupyterhub_config.py: stop the hub at start-up if a profile is bad."""
+    """For the end of a jupyterhub_config.py: stop the hub at start-up if a profile is bad.
+
+    A callable ``profile_list`` cannot be checked before a spawn: it is skipped (with a note on
+    stdout) and the files of ``profiles_dir`` are still checked.
+    """
+    if has_callable_profiles(config):
+        print(CALLABLE_NOTE)
     try:
         profiles_from(config, None)
     except ProfileError as exc:

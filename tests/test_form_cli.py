@@ -146,3 +146,28 @@ def test_form_prefills_the_profiles_own_values_unrounded():
         validate_options(profiles, {"profile": "short", "hours": "2.5"})
     with pytest.raises(OptionsError, match="above the maximum"):
         validate_options(profiles, {"profile": "day", "hours": "7"})
+
+
+def test_check_config_skips_a_callable_profile_list(tmp_path, capsys):
+    from traitlets.config import Config
+
+    from pw_spawner.cli import check_config
+
+    config = Config()
+    config.PWSpawner.profile_list = lambda spawner: [{"slug": "x", "job": {"memory": "lots"}}]
+    check_config(config)  # does not stop the hub
+    assert "profile_list is a callable" in capsys.readouterr().out
+    (tmp_path / "bad.yaml").write_text("slug: broken\njob:\n  cores: -2\n")
+    config.PWSpawner.profiles_dir = str(tmp_path)
+    with pytest.raises(SystemExit, match=r"bad\.yaml: job\.cores"):  # the files are still checked
+        check_config(config)
+
+
+def test_cli_check_with_a_callable_profile_list(tmp_path, capsys):
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text("c.PWSpawner.profile_list = lambda spawner: []\n")
+    assert main(["check", "--config", str(config)]) == 0
+    assert "not checked here" in capsys.readouterr().out
+    assert main(["render", "--config", str(config)]) == 1
+    assert "give --profiles" in capsys.readouterr().err
+    assert main(["render", "--config", str(config), "--profiles", str(REPO / "profiles")]) == 0
