@@ -103,6 +103,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         bind_ip=settings.get("bind_ip") or ("127.0.0.1" if scheduler == "local" else "0.0.0.0"),
         hub_env=PLACEHOLDER_HUB_ENV,
         start_timeout=settings.get("job_start_timeout", 300),
+        setup_lines=settings.get("setup_lines", []),
     )
     sys.stdout.write(render_script(request, settings.get("script_template_dirs", [])))
     return 0

@@ -41,6 +41,8 @@ class ScriptRequest:
     hub_env: Mapping[str, str] = field(default_factory=dict)
     start_timeout: int = 300
     extra_directives: Sequence[str] = ()
+    #: Shell lines the admin trusts, run as written before the environment is set up.
+    setup_lines: Sequence[str] = ()
 
 
 def safe_job_name(text: str, limit: int = 64) -> str:
@@ -171,4 +173,5 @@ def render_script(request: ScriptRequest, template_dirs: Sequence[str | Path] = 
         bind_ip=request.bind_ip,
         hub_env=dict(request.hub_env),
         start_timeout=int(request.start_timeout),
+        setup_lines=list(request.setup_lines),
     )

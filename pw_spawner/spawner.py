@@ -99,6 +99,16 @@ class PWSpawner(Spawner):
         help="Environment variable names users may not set from the spawn page in any profile "
         "(JUPYTERHUB_*, PW_*, SLURM_*, PBS_* and HOME/USER are always reserved).",
     )
+    setup_lines = List(
+        Unicode(),
+        default_value=[],
+        config=True,
+        help="""Shell lines inserted into every job script before the environment is set up,
+        as written (not quoted: they are the admin's, like extra_directives). The batch shell is
+        not a login shell, so where `module` is a shell function defined by /etc/profile.d it
+        may be missing; e.g. ["source /etc/profile.d/modules.sh"] (Environment Modules) or
+        ["source /etc/profile.d/lmod.sh"] (Lmod) makes `module load` work.""",
+    )
     script_template_dirs = List(
         Unicode(),
         default_value=[],
@@ -278,6 +288,7 @@ class PWSpawner(Spawner):
             bind_ip=self.bind_ip or ("127.0.0.1" if self.scheduler == "local" else "0.0.0.0"),
             hub_env=hub_env,
             start_timeout=self.job_start_timeout,
+            setup_lines=self.setup_lines,
         )
 
     def render(self, selection: Selection, job_dir: str, hub_env: dict[str, str]) -> str:

@@ -13,6 +13,9 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 HUB_ENV = {"JUPYTERHUB_API_TOKEN": "TOKEN", "JUPYTERHUB_USER": "alice",
            "JUPYTERHUB_SERVICE_PREFIX": "/user/alice/"}
 
+#: The spawner's setup_lines for a case (none for the others).
+SETUP_LINES = {"slurm.sh": ["source /etc/profile.d/modules.sh"]}
+
 CASES = {
     "slurm.sh": ("slurm", "cpu-short", {"env": {"OMP_NUM_THREADS": "4", "GREETING": "it's a $(test)"},
                                          "logging": True, "hours": 2}),
@@ -32,6 +35,7 @@ def render_case(name: str) -> str:
         job_dir="/home/alice/.pw_spawner/jobs/pw-alice",
         app=jupyter_launch(["jupyterhub-singleuser"], ["--SingleUserNotebookApp.default_url=/lab"], "/lab"),
         bind_ip="127.0.0.1" if scheduler == "local" else "0.0.0.0", hub_env=HUB_ENV,
+        setup_lines=SETUP_LINES.get(name, []),
     ))
 
 

@@ -106,3 +106,26 @@ def test_job_names_stay_distinct_after_sanitizing():
     long_a, long_b = "pw-alice-" + "x" * 80 + "a", "pw-alice-" + "x" * 80 + "b"
     assert safe_job_name(long_a) != safe_job_name(long_b)
     assert len(safe_job_name(long_a)) == 64
+
+
+def test_setup_lines_run_before_the_environment(tmp_path):
+    # A batch shell may lack `module` (a function from /etc/profile.d); setup_lines can define it.
+    from dataclasses import replace
+
+    request = replace(_request(tmp_path, ["true"], environment="mods"),
+                      setup_lines=['module() { echo "$*" >"$HOME/module-args"; }'])
+    script = render_script(request)
+    assert script.index("module() {") < script.index("# ---- environment:")
+    _run(tmp_path, request)
+    assert (tmp_path / "module-args").read_text() == "load nosuch/1.0\n"
+    assert "module load failed" not in _service(tmp_path)["ERROR_MESSAGE"]
+
+
+def test_setup_lines_trait_reaches_the_script(tmp_path):
+    from pw_spawner.testing.spawners import make_spawner
+
+    spawner = make_spawner(profile_list=[{"slug": "p"}], setup_lines=["source /etc/profile.d/lmod.sh"])
+    profiles = build_profiles([{"slug": "p"}])
+    script = spawner.render(validate_options(profiles, {}), str(tmp_path / "job"), {})
+    assert "\nsource /etc/profile.d/lmod.sh\n" in script
+    assert make_spawner().setup_lines == []

@@ -58,6 +58,9 @@ PW_LOG="$HOME/pw_spawner_${PW_JOB_ID}.log"
 exec >>"$PW_LOG" 2>&1
 echo "pw_spawner: job $PW_JOB_ID on $(hostname) at $(date)"
 
+# ---- site setup (the hub's setup_lines, as written)
+source /etc/profile.d/modules.sh
+
 # ---- environment: env modules (Python 3.6.6)
 module load python/3.6.6 jupyterlab \
     || pw_fail 'module load failed: python/3.6.6 jupyterlab'
