@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import urllib.request
 
 import pytest
@@ -111,8 +112,9 @@ async def test_poll_reports_app_exit(spawner_factory):
 
 
 async def test_cancel_during_start_cancels_the_job(spawner_factory):
-    # `sleep` never listens, so start() waits until it is cancelled, as the hub's Stop button does.
-    spawner = spawner_factory(cmd=["sleep", "600"])
+    # An app that never listens, so start() waits until it is cancelled, as the hub's Stop button
+    # does. (Not `sleep 600`: it exits at once on the --ip/--port arguments the script adds.)
+    spawner = spawner_factory(cmd=[sys.executable, "-c", "import time; time.sleep(600)"])
     task = asyncio.ensure_future(spawner.start())
     for _ in range(100):
         await asyncio.sleep(0.1)
