@@ -1,0 +1,435 @@
+"""Running commands on a cluster's login node over SSH (asyncssh), on connections the hub shares.
+
+:class:`SSHExecutor` is the remote twin of :class:`~pw_spawner.remote.executor.LocalExecutor`:
+schedulers hand it argv lists and it runs them on the login node. Every executor in the process
+that names the same :class:`SSHTarget` (host, port, SSH user, key, known_hosts) uses one pooled
+asyncssh connection: opened on first use, kept alive with SSH keepalives, reopened with a bounded
+exponential backoff after it drops. Host keys are always checked against the target's known_hosts
+file. The hub's environment is never sent; an executor's small ``env`` mapping travels on the
+command line (``env NAME=value ...``) because sshd's ``AcceptEnv`` is usually off.
+
+Command lines are visible to other users of the login node (``ps``): secrets go through ``input``.
+The remote account's shell must be a POSIX shell (sh, bash, zsh, ksh); csh-family login shells
+parse single quotes differently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import re
+import shlex
+import socket
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import asyncssh
+
+from .executor import CommandResult, Executor, ExecutorError
+
+__all__ = [
+    "SSHExecutor",
+    "SSHOptions",
+    "SSHTarget",
+    "close_all",
+    "connections_opened",
+    "open_connections",
+    "shell_command",
+]
+
+log = logging.getLogger(__name__)
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def shell_command(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+    """The remote shell command line that runs ``argv`` with each word arriving literally.
+
+    sshd hands the command to the account's login shell, so every word is quoted here, and only
+    here. ``env`` becomes an ``env -- NAME=value`` prefix (values quoted like any other word).
+    """
+    words = [str(word) for word in argv]
+    if not words:
+        raise ValueError("an empty command")
+    if any("\0" in word for word in words):
+        raise ValueError("a command argument holds a NUL byte")
+    if env:
+        if "=" in words[0]:
+            # env(1) would read it as one more assignment, not as the command.
+            raise ValueError(f"the command name {words[0]!r} holds '=' and cannot follow env")
+        words = ["env", "--", *(f"{name}={value}" for name, value in env.items()), *words]
+    return " ".join(shlex.quote(word) for word in words)
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where and as whom to log in; executors naming the same target share one connection."""
+
+    host: str
+    port: int
+    username: str
+    known_hosts: str
+    key_file: str | None = None
+    agent_path: str | None = None
+
+    @property
+    def where(self) -> str:
+        """``host:port``, how error messages name the login node."""
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SSHOptions:
+    """How a pooled connection behaves; the first executor to open a target's connection sets them.
+
+    ``max_sessions`` caps concurrent commands on one connection: OpenSSH's sshd refuses channels
+    beyond its ``MaxSessions`` (10 by default), so more callers queue instead of failing.
+    """
+
+    connect_timeout: float = 15
+    keepalive_interval: float = 15
+    keepalive_count_max: int = 3
+    max_sessions: int = 10
+    reconnect_delay: float = 0.5
+    reconnect_delay_max: float = 30
+
+
+# -- the process-wide pool ------------------------------------------------------------------------
+
+#: asyncssh connections belong to the event loop that opened them: one pool per loop.
+_POOLS: dict[asyncio.AbstractEventLoop, dict[SSHTarget, _PooledConnection]] = {}
+_OPENED: Counter[SSHTarget] = Counter()
+
+
+def connections_opened(target: SSHTarget | None = None) -> int:
+    """How many SSH connections this process has opened (to ``target``, or to all targets)."""
+    return _OPENED[target] if target is not None else sum(_OPENED.values())
+
+
+def open_connections() -> int:
+    """How many pooled connections are up right now, over all event loops."""
+    return sum(entry.conn is not None for pool in list(_POOLS.values()) for entry in list(pool.values()))
+
+
+def _pool() -> dict[SSHTarget, _PooledConnection]:
+    loop = asyncio.get_running_loop()
+    for other in [other for other in list(_POOLS) if other.is_closed()]:
+        # Their connections died with their loop; keeping them would keep the loops alive.
+        _POOLS.pop(other, None)
+    return _POOLS.setdefault(loop, {})
+
+
+def _entry(target: SSHTarget, options: SSHOptions) -> _PooledConnection:
+    pool = _pool()
+    entry = pool.get(target)
+    if entry is None:
+        entry = pool[target] = _PooledConnection(target, options)
+    return entry
+
+
+async def close_all() -> None:
+    """Close every pooled connection of the running event loop (hub shutdown, test teardown)."""
+    entries = list(_pool().values())
+    _pool().clear()
+    await asyncio.gather(*(entry.close() for entry in entries), return_exceptions=True)
+
+
+class _Client(asyncssh.SSHClient):
+    """Tells the pool when a connection is gone, so the next caller reconnects at once."""
+
+    def __init__(self, entry: _PooledConnection) -> None:
+        self._entry = entry
+        self._conn: asyncssh.SSHClientConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
+        self._conn = conn
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._conn is not None:
+            self._entry.lost(self._conn, exc)
+
+
+class _PooledConnection:
+    """One target's connection: opened lazily, shared, reopened with backoff after it drops."""
+
+    def __init__(self, target: SSHTarget, options: SSHOptions) -> None:
+        self.target = target
+        self.options = options
+        self.conn: asyncssh.SSHClientConnection | None = None
+        self.sessions = asyncio.Semaphore(options.max_sessions)
+        # The one connection attempt in flight. Callers share it instead of taking a lock around
+        # the connect: each caller can then give up at its own deadline while the attempt goes
+        # on for the others, and still no two connections to the target are ever opened at once.
+        self._attempt: asyncio.Task[None] | None = None
+        self._failures = 0
+        self._last_error: ExecutorError | None = None
+        self._retry_at = 0.0
+
+    def lost(self, conn: asyncssh.SSHClientConnection, exc: Exception | None) -> None:
+        if conn is self.conn:
+            self.conn = None
+            log.info("SSH connection to %s lost%s", self.target.where, f": {exc}" if exc else "")
+
+    def alive(self, conn: asyncssh.SSHClientConnection) -> bool:
+        return conn is self.conn
+
+    async def connection(self, deadline: float) -> asyncssh.SSHClientConnection:
+        """The live connection, opened now if needed; ExecutorError when that fails."""
+        loop = asyncio.get_running_loop()
+        while self.conn is None:
+            if self._attempt is None:
+                now = loop.time()
+                if self._last_error is not None and now < self._retry_at:
+                    # Back off: while a target keeps failing, callers get the last error at
+                    # once instead of each one knocking on the login node again.
+                    raise ExecutorError(f"{self._last_error} (next attempt in "
+                                        f"{self._retry_at - now:.1f} s)")
+                self._attempt = asyncio.ensure_future(self._open())
+            # asyncio.wait neither cancels the shared attempt when this caller's time is up nor
+            # raises when close_all() cancels it: the attempt records its own outcome.
+            done, _ = await asyncio.wait({self._attempt}, timeout=max(deadline - loop.time(), 0))
+            if not done:
+                raise ExecutorError(f"{self.target.where}: no SSH connection in time")
+            if self.conn is None and self._last_error is not None:
+                raise self._last_error
+        return self.conn
+
+    async def _open(self) -> None:
+        """One connection attempt; records its outcome in ``conn`` or ``_last_error``."""
+        loop = asyncio.get_running_loop()
+        try:
+            conn = await self._connect()
+        except asyncio.CancelledError:
+            # close_all() during the attempt: its waiters fail, the next caller tries at once.
+            self._last_error = ExecutorError(f"{self.target.where}: connection attempt aborted")
+            self._retry_at = loop.time()
+            raise
+        except Exception as exc:
+            if not isinstance(exc, ExecutorError):
+                log.exception("unexpected failure connecting to %s", self.target.where)
+                exc = ExecutorError(f"{self.target.where}: {exc!r}")
+            self._failures += 1
+            delay = min(self.options.reconnect_delay * 2 ** (self._failures - 1),
+                        self.options.reconnect_delay_max)
+            self._last_error, self._retry_at = exc, loop.time() + delay
+            log.warning("%s; next attempt in %.1f s", exc, delay)
+        else:
+            self.conn, self._failures, self._last_error = conn, 0, None
+            _OPENED[self.target] += 1
+            log.info("SSH connection to %s as %s opened", self.target.where, self.target.username)
+        finally:
+            self._attempt = None
+
+    async def _connect(self) -> asyncssh.SSHClientConnection:
+        target, options = self.target, self.options
+        where = target.where
+        for what, path in (("known_hosts file", target.known_hosts), ("key file", target.key_file)):
+            if path is not None and not os.access(path, os.R_OK):
+                raise ExecutorError(f"{where}: the {what} {path} cannot be read")
+        agent = None
+        try:
+            keys: list[object] = []
+            if target.agent_path:
+                # Keys from the configured agent only: asyncssh would otherwise also fall back
+                # to SSH_AUTH_SOCK and the hub account's ~/.ssh/id_* files.
+                agent = await asyncssh.connect_agent(target.agent_path)
+                keys.extend(await agent.get_keys())
+            if target.key_file:
+                keys.append(target.key_file)
+            if not keys:
+                raise ExecutorError(f"{where}: no key to log in with (the agent holds none)")
+            return await asyncssh.connect(
+                target.host, target.port, username=target.username,
+                known_hosts=target.known_hosts, client_keys=keys, agent_path=None,
+                # The resource's settings are the whole truth, not the hub account's ~/.ssh/config.
+                config=None,
+                connect_timeout=options.connect_timeout,
+                keepalive_interval=options.keepalive_interval,
+                keepalive_count_max=options.keepalive_count_max,
+                client_factory=lambda: _Client(self),
+            )
+        except ExecutorError:
+            raise
+        except asyncssh.HostKeyNotVerifiable:
+            raise ExecutorError(
+                f"{where}: host key verification failed: the host key it presented is not in the "
+                f"known_hosts file {target.known_hosts} (an unknown host or a changed key); "
+                "not connecting") from None
+        except asyncssh.PermissionDenied:
+            raise ExecutorError(f"{where}: permission denied for user {target.username} "
+                                "(the server accepted none of the keys)") from None
+        except asyncssh.DisconnectError as exc:
+            raise ExecutorError(f"{where}: the server closed the connection: {exc.reason}") from None
+        except asyncssh.KeyImportError as exc:
+            raise ExecutorError(f"{where}: cannot use the key file {target.key_file}: {exc}") from None
+        except asyncio.TimeoutError:
+            raise ExecutorError(f"{where}: no SSH connection within {options.connect_timeout:g} s") from None
+        except socket.gaierror as exc:
+            raise ExecutorError(f"{where}: cannot resolve the host name: {exc.strerror}") from None
+        except OSError as exc:
+            # asyncio folds the errors of several addresses (IPv6 and IPv4) into one OSError.
+            if exc.errno == errno.ECONNREFUSED or f"[Errno {errno.ECONNREFUSED}]" in str(exc):
+                raise ExecutorError(f"{where}: connection refused") from None
+            raise ExecutorError(f"{where}: {exc.strerror or exc}") from None
+        except asyncssh.Error as exc:
+            raise ExecutorError(f"{where}: {exc.reason}") from None
+        finally:
+            if agent is not None:
+                agent.close()
+
+    async def close(self) -> None:
+        if self._attempt is not None:
+            self._attempt.cancel()
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
+            await conn.wait_closed()
+
+
+# -- the executor ---------------------------------------------------------------------------------
+
+class SSHExecutor(Executor):
+    """Commands on a login node over a pooled asyncssh connection.
+
+    ``known_hosts`` is required: there is no way to turn host key checking off. Give ``key_file``
+    (a private key without passphrase) or ``agent_path`` (an ssh-agent socket), or both. ``env``
+    sets a few variables for every command (e.g. ``SLURM_CONF``); it is not for secrets.
+    """
+
+    def __init__(self, host: str, *, username: str, known_hosts: str | os.PathLike[str],
+                 port: int = 22, key_file: str | os.PathLike[str] | None = None,
+                 agent_path: str | os.PathLike[str] | None = None,
+                 env: Mapping[str, str] | None = None, options: SSHOptions | None = None) -> None:
+        if not host or not username:
+            raise ValueError("an SSH executor needs a host and a user name")
+        if not isinstance(known_hosts, (str, os.PathLike)) or not os.fspath(known_hosts):
+            raise ValueError("a known_hosts file is required (host keys are always verified)")
+        if key_file is None and agent_path is None:
+            raise ValueError("an SSH executor needs a key_file or an agent_path")
+        for name in env or {}:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"not an environment variable name: {name!r}")
+
+        def absolute(path: str | os.PathLike[str] | None) -> str | None:
+            return os.path.abspath(os.fspath(path)) if path is not None else None
+
+        self.target = SSHTarget(host=host, port=int(port), username=username,
+                                known_hosts=absolute(known_hosts) or "", key_file=absolute(key_file),
+                                agent_path=absolute(agent_path))
+        self.env = dict(env or {})
+        self.options = options or SSHOptions()
+        self._home: str | None = None
+
+    def __repr__(self) -> str:
+        return f"SSHExecutor({self.target.username}@{self.target.where})"
+
+    @classmethod
+    async def close_all(cls) -> None:
+        """Close every pooled connection of the running event loop (see :func:`close_all`)."""
+        await close_all()
+
+    def command_line(self, argv: Sequence[str]) -> str:
+        """The shell command line :meth:`run` sends for ``argv`` (with this executor's env)."""
+        return shell_command(argv, self.env)
+
+    async def run(self, argv: Sequence[str], *, input: str | None = None,
+                  timeout: float = 30) -> CommandResult:
+        """Run ``argv`` on the login node; a non-zero exit is a result, an SSH failure an error."""
+        argv = tuple(str(word) for word in argv)
+        return await self._execute(argv, self.command_line(argv), input, timeout)
+
+    async def home(self) -> str:
+        if self._home is None:
+            result = await self._execute(("printf", "%s", "$HOME"), 'printf %s "$HOME"', None, 30)
+            if not result.ok or not result.stdout.startswith("/"):
+                raise ExecutorError(f"{self.target.where}: cannot learn the home directory of "
+                                    f"{self.target.username}: {result.message()}")
+            self._home = result.stdout
+        return self._home
+
+    async def _execute(self, argv: tuple[str, ...], command: str, input: str | None,
+                       timeout: float) -> CommandResult:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        entry = _entry(self.target, self.options)
+        shown = shlex.join(argv[:3])
+        where = self.target.where
+
+        def late() -> ExecutorError:
+            return ExecutorError(f"{where}: {shown} did not finish within {timeout:g} s")
+
+        try:
+            await asyncio.wait_for(entry.sessions.acquire(), max(deadline - loop.time(), 0))
+        except asyncio.TimeoutError:
+            raise late() from None
+        try:
+            process = await self._start(entry, command, deadline, late)
+            try:
+                # Always end stdin: a command that reads it must see EOF, not wait for more.
+                if input:
+                    process.stdin.write(input)
+                process.stdin.write_eof()
+                completed = await process.wait(timeout=max(deadline - loop.time(), 0))
+            except asyncssh.TimeoutError:
+                raise late() from None
+            except (asyncssh.Error, OSError) as exc:
+                reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+                raise ExecutorError(f"{where}: connection lost while running {shown}: {reason}") from None
+            finally:
+                if process.returncode is None:
+                    # Timed out, cancelled or cut off: ask sshd to kill the command, then drop it.
+                    with contextlib.suppress(OSError):
+                        process.kill()
+                    process.close()
+        finally:
+            entry.sessions.release()
+        if completed.returncode is None:
+            raise ExecutorError(f"{where}: connection lost while running {shown} (no exit status)")
+        return CommandResult(argv, completed.returncode, _text(completed.stdout), _text(completed.stderr))
+
+    async def _start(self, entry: _PooledConnection, command: str, deadline: float,
+                     late: Callable[[], ExecutorError]) -> asyncssh.SSHClientProcess[str]:
+        loop = asyncio.get_running_loop()
+        reconnected = False
+        pause = 0.05
+        while True:
+            conn = await entry.connection(deadline)
+            try:
+                return await asyncio.wait_for(
+                    conn.create_process(command, encoding="utf-8", errors="replace"),
+                    max(deadline - loop.time(), 0))
+            except asyncio.TimeoutError:
+                raise late() from None
+            except asyncssh.ChannelOpenError as exc:
+                if entry.alive(conn):
+                    # On a live connection this is nearly always sshd's MaxSessions (OpenSSH says
+                    # just "open failed"), full although this process keeps within it: a command
+                    # that timed out can still run (sshd ignores signal requests in a root login)
+                    # and holds its slot until it ends. Wait for a slot rather than open a second
+                    # connection.
+                    if loop.time() + pause >= deadline:
+                        raise ExecutorError(f"{self.target.where}: no free session on the connection "
+                                            f"(sshd MaxSessions reached?): {exc.reason}") from None
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 1.0)
+                    continue
+                error: Exception = exc
+            except (asyncssh.Error, OSError) as exc:
+                error = exc
+            if not reconnected and not entry.alive(conn):
+                # The pooled connection had died unnoticed (sshd restarted, network cut); the
+                # command never started, so it is safe to run it on a fresh connection.
+                reconnected = True
+                continue
+            reason = getattr(error, "reason", None) or str(error) or type(error).__name__
+            raise ExecutorError(f"{self.target.where}: cannot start a command: {reason}")
+
+
+def _text(data: object) -> str:
+    if data is None:
+        return ""
+    return data if isinstance(data, str) else bytes(data).decode(errors="replace")  # type: ignore[arg-type]
