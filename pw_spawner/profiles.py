@@ -575,7 +575,7 @@ def _is_own_value(job: JobSpec, name: str, raw: Any) -> bool:
         if name == "memory":
             return job.memory_mb is not None and parse_memory_mb(raw) == job.memory_mb
         return int(str(raw).strip()) == getattr(job, name)
-    except (ValueError, TypeError, ProfileError):
+    except (ValueError, TypeError, OverflowError, ProfileError):  # "inf" hours: not the profile's
         return False
 
 

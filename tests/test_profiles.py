@@ -196,6 +196,8 @@ def test_overrides_within_limits(profiles):
         ({"hours": 9}, "hours", "above the maximum"),
         ({"hours": 0}, "hours", "below the minimum"),
         ({"hours": "2h"}, "hours", "whole number"),
+        ({"hours": "inf"}, "hours", "whole number"),
+        ({"hours": "nan"}, "hours", "whole number"),
         ({"cores": 3}, "cores", "not one of the allowed"),
         ({"memory": "64G"}, "memory", "above the maximum"),
         ({"memory": "big"}, "memory", "size like"),
