@@ -1,0 +1,262 @@
+"""How long a server takes to start and to stop: PWSpawner's local target against LocalProcessSpawner.
+
+What it measures, for each spawner, R times (default 5), median and max:
+
+- job says RUNNING (PWSpawner only): from calling start() until the job wrote RUNNING to its
+  service.json, which it does once the app listens; what follows is the spawner noticing it;
+- start() returned: from calling start() until it returns the server's address;
+- URL answers: from calling start() until an HTTP request to that address gets any answer below
+  500, which is when JupyterHub's own ``wait_for_http_server`` would route the user there (the
+  hub only starts waiting once start() has returned, and so does this benchmark);
+- stop(): from calling stop() until it returns; afterwards the port must refuse connections.
+
+The alternative is JupyterHub's LocalProcessSpawner starting the same command. Both run outside a
+hub, built the same way (``pw_spawner.testing.spawners.make_spawner``: a stand-in user and
+``Hub()``; LocalProcessSpawner takes the same keyword arguments) and as the same account, the
+benchmark's own (``--allow-root`` is added when that is root, which Jupyter otherwise refuses).
+``jupyterhub-singleuser`` will not serve until it has reached its hub's API (it gives up after five
+tries), so a stub hub API answers its version check on 127.0.0.1; nothing else of a hub is there,
+so the proxy and database work of a real spawn is left out of both figures alike.
+
+The difference is what each spawner does: LocalProcessSpawner forks the command and returns at
+once; PWSpawner renders a job script, runs it through the local runner, and follows the job
+through its status checks (``status_interval``, 1 s by default, each answered through the
+batcher's 0.2 s window) until the job's service.json says the app listens, so that the same code
+path serves Slurm and PBS. The command is ``jupyterhub-singleuser`` (JupyterLab) by default;
+``--cmd fake`` uses :mod:`pw_spawner.testing.fake_app`, a tiny HTTP server, to show the spawners'
+own share of the time.
+
+    python benchmarks/bench_spawn_latency.py [--cmd singleuser|fake] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import jupyterhub
+from _common import command_line, machine_line, median, ms, print_table
+from jupyterhub.objects import Hub
+from jupyterhub.spawner import LocalProcessSpawner
+from jupyterhub.utils import random_port
+
+from pw_spawner import PWSpawner
+from pw_spawner.testing.spawners import make_spawner
+
+PROFILE = {
+    "slug": "bench", "display_name": "Benchmark", "default": True,
+    "job": {"cores": 1, "memory": "1G", "walltime": "01:00:00"},
+}
+
+
+class _HubAPI(BaseHTTPRequestHandler):
+    """Answers jupyterhub-singleuser's start-up version check (and its activity reports)."""
+
+    def _answer(self) -> None:
+        body = json.dumps({"version": jupyterhub.__version__}).encode()
+        self.send_response(200)
+        self.send_header("X-JupyterHub-Version", jupyterhub.__version__)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def stub_hub() -> tuple[Hub, ThreadingHTTPServer]:
+    """A Hub object whose API URL is a stub server in a thread (off the event loop being timed)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HubAPI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return Hub(ip="127.0.0.1", port=server.server_address[1], base_url="/hub/"), server
+
+
+async def http_answer(host: str, port: int, deadline: float, every: float) -> int:
+    """The status of the first HTTP answer below 500, trying every ``every`` seconds."""
+    while True:
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(f"GET / HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+                await writer.drain()
+                line = await reader.readline()
+            finally:
+                writer.close()
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit() and int(parts[1]) < 500:
+                return int(parts[1])
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing answered HTTP on {host}:{port}")
+        await asyncio.sleep(every)
+
+
+def job_said_running(spawner, began_wall: float) -> float | None:
+    """Seconds from start() until PWSpawner's job wrote RUNNING (the app listened), else None.
+
+    service.json is written whole and renamed into place, so its mtime is when RUNNING was written;
+    the rest of start() is the wait for the spawner's next status check.
+    """
+    job = getattr(spawner, "job", None)
+    if job is None:
+        return None
+    try:
+        return os.stat(f"{job.job_dir}/service.json").st_mtime - began_wall
+    except OSError:
+        return None
+
+
+def port_refuses(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return False
+    except OSError:
+        return True
+
+
+@dataclass
+class Timings:
+    listening: list[float] = field(default_factory=list)
+    returned: list[float] = field(default_factory=list)
+    answered: list[float] = field(default_factory=list)
+    stopped: list[float] = field(default_factory=list)
+    port_closed: list[bool] = field(default_factory=list)
+
+
+async def one_spawn(spawner, timings: Timings, args: argparse.Namespace) -> None:
+    """start(), wait for HTTP, stop(), check the port: the hub's sequence, timed."""
+    began, began_wall = time.perf_counter(), time.time()
+    try:
+        started = await asyncio.wait_for(spawner.start(), args.timeout)
+        returned = time.perf_counter()
+        # start() returns a URL (PWSpawner) or an (ip, port) pair (LocalProcessSpawner).
+        if isinstance(started, tuple):
+            host, port = started
+        else:
+            parts = urlsplit(started)
+            host, port = parts.hostname, parts.port
+        await http_answer(host, port, time.monotonic() + args.timeout, args.probe_every)
+        answered = time.perf_counter()
+        listening = job_said_running(spawner, began_wall)
+    except BaseException:
+        await spawner.stop(now=True)
+        raise
+    stop_began = time.perf_counter()
+    await spawner.stop()
+    stopped = time.perf_counter()
+    if listening is not None:
+        timings.listening.append(listening)
+    timings.returned.append(returned - began)
+    timings.answered.append(answered - began)
+    timings.stopped.append(stopped - stop_began)
+    timings.port_closed.append(port_refuses(host, port))
+
+
+def command(kind: str) -> list[str]:
+    if kind == "fake":
+        return [sys.executable, "-m", "pw_spawner.testing.fake_app"]
+    path = shutil.which("jupyterhub-singleuser")
+    missing = [m for m in ("jupyterhub.singleuser", "jupyter_server") if importlib.util.find_spec(m) is None]
+    if path is None or missing:
+        raise SystemExit("jupyterhub-singleuser is not available here (need jupyterhub and jupyterlab "
+                         f"installed; missing: {', '.join(missing) or 'the command on PATH'}); "
+                         "use --cmd fake to time the spawners with the fake app")
+    return [path]
+
+
+async def bench(args: argparse.Namespace, work: Path) -> None:
+    hub, hub_server = stub_hub()
+    cmd = command(args.cmd)
+    username = pwd.getpwuid(os.getuid()).pw_name
+    extra_args = ["--allow-root"] if os.geteuid() == 0 and args.cmd == "singleuser" else []
+    logs = (work / "local-process.log").open("ab")
+
+    def pw_spawner() -> PWSpawner:
+        traits = {"status_interval": args.status_interval} if args.status_interval else {}
+        spawner = make_spawner(profile_list=[PROFILE], job_dir_root=str(work / "jobs" / "{username}"),
+                               username=username, cmd=cmd, args=extra_args, **traits)
+        spawner.hub = hub
+        return spawner
+
+    def local_process_spawner() -> LocalProcessSpawner:
+        spawner = make_spawner(cls=LocalProcessSpawner, username=username, cmd=cmd, args=extra_args,
+                               popen_kwargs={"stdout": logs, "stderr": subprocess.STDOUT})
+        spawner.hub = hub
+        if args.cmd == "fake":
+            # The fake app takes its port on the command line, where the job script puts it for
+            # PWSpawner; LocalProcessSpawner passes it only in JUPYTERHUB_SERVICE_URL.
+            spawner.port = random_port()  # what LocalProcessSpawner.start() would pick
+            spawner.args = [f"--ip={spawner.ip or '127.0.0.1'}", f"--port={spawner.port}"]
+        return spawner
+
+    spawners: dict[str, Callable[[], object]] = {
+        "PWSpawner (local target)": pw_spawner,
+        "LocalProcessSpawner": local_process_spawner,
+    }
+    results = {name: Timings() for name in spawners}
+    try:
+        for r in range(args.repeats):
+            order = list(spawners) if r % 2 == 0 else list(reversed(spawners))  # neither always first
+            for name in order:
+                print(f"repeat {r + 1}/{args.repeats}: {name} ...", file=sys.stderr)
+                await one_spawn(spawners[name](), results[name], args)
+    finally:
+        hub_server.shutdown()
+        logs.close()
+
+    def both(values: list[float]) -> str:
+        return f"{ms(median(values))} / {ms(max(values))}"
+
+    shown = {"singleuser": "jupyterhub-singleuser", "fake": "fake_app"}[args.cmd]
+    interval = args.status_interval or PWSpawner.status_interval.default_value
+    print_table(
+        f"Start and stop of one server, {shown}, median / max of {args.repeats} "
+        f"(PWSpawner status_interval {interval:g} s)",
+        ["spawner", "job says RUNNING", "start() returned", "URL answers HTTP", "stop()",
+         "port closed after stop"],
+        [[name, both(t.listening) if t.listening else "-", both(t.returned), both(t.answered),
+          both(t.stopped), f"{sum(t.port_closed)}/{len(t.port_closed)}"] for name, t in results.items()])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cmd", choices=("singleuser", "fake"), default="singleuser",
+                        help="the server both spawners start (default: jupyterhub-singleuser)")
+    parser.add_argument("--repeats", type=int, default=5, help="starts per spawner")
+    parser.add_argument("--status-interval", type=float, default=None,
+                        help="PWSpawner.status_interval (default: the spawner's own default)")
+    parser.add_argument("--probe-every", type=float, default=0.02,
+                        help="seconds between HTTP attempts while waiting for the server")
+    parser.add_argument("--timeout", type=float, default=120.0, help="give up on one start after this")
+    args = parser.parse_args()
+    print(machine_line())
+    print(f"command: {command_line()}")
+    work = Path(tempfile.mkdtemp(prefix="pw-bench-spawn-"))
+    try:
+        asyncio.run(bench(args, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
