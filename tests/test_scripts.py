@@ -8,6 +8,7 @@ import stat
 import subprocess
 
 import pytest
+from conftest import FAKE_APP
 from scriptcases import CASES, GOLDEN, render_case
 
 from pw_spawner.apps import jupyter_launch
@@ -80,14 +81,14 @@ def test_job_reports_missing_command(tmp_path):
 
 
 def test_job_reports_app_that_dies_before_listening(tmp_path):
-    _run(tmp_path, _request(tmp_path, ["python3", "-m", "pw_spawner.testing.fake_app", "--fail-at-start"]))
+    _run(tmp_path, _request(tmp_path, [*FAKE_APP, "--fail-at-start"]))
     record = _service(tmp_path)
     assert record["JOB_STATUS"] == "FAILED"
     assert "exited with status 2 before it listened" in record["ERROR_MESSAGE"]
 
 
 def test_job_runs_app_then_reports_its_exit(tmp_path):
-    _run(tmp_path, _request(tmp_path, ["python3", "-m", "pw_spawner.testing.fake_app", "--fail-after-start"],
+    _run(tmp_path, _request(tmp_path, [*FAKE_APP, "--fail-after-start"],
                             logging=True))
     record = _service(tmp_path)
     assert record["JOB_STATUS"] == "FAILED" and isinstance(record["PORT"], int)
