@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.hub import REPO, HubProcess, group_members, hub_available
+from support.hub import REPO, HubProcess, group_members, hub_available, running_hub, timing
 from support.requirements import require
 
 pytestmark = pytest.mark.browser
@@ -49,10 +49,6 @@ def browser_available() -> tuple[bool, str]:
     return True, ""
 
 
-def timing(what: str, seconds: float) -> None:
-    print(f"\nTIMING {what}: {seconds:.1f} s")
-
-
 def screenshot(driver, name: str, for_docs: bool = False) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / name
@@ -67,14 +63,8 @@ def screenshot(driver, name: str, for_docs: bool = False) -> Path:
 def hub(tmp_path_factory: pytest.TempPathFactory):
     for what, (ok, why) in (("hub", hub_available()), ("browser", browser_available())):
         require(what, ok, why)
-    hub = HubProcess(tmp_path_factory.mktemp("browser-hub"))
-    hub.start(timeout=60)
-    timing("hub start", hub.start_seconds)
-    try:
+    with running_hub(tmp_path_factory.mktemp("browser-hub")) as hub:
         yield hub
-    finally:
-        hub.stop()
-        assert not hub.leftovers, f"processes outlived the hub: {hub.leftovers}"
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.hub import HubProcess, group_members, hub_available
+from support.hub import HubProcess, group_members, hub_available, running_hub, timing
 from support.requirements import require
 
 pytestmark = pytest.mark.hub
@@ -23,22 +23,12 @@ c.JupyterHub.cleanup_servers = False
 """
 
 
-def timing(what: str, seconds: float) -> None:
-    print(f"\nTIMING {what}: {seconds:.1f} s")
-
-
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory):
     ok, why = hub_available()
     require("hub", ok, why)
-    hub = HubProcess(tmp_path_factory.mktemp("hub"), extra_config=EXTRA_CONFIG)
-    hub.start(timeout=60)
-    timing("hub start", hub.start_seconds)
-    try:
+    with running_hub(tmp_path_factory.mktemp("hub"), extra_config=EXTRA_CONFIG) as hub:
         yield hub
-    finally:
-        hub.stop()
-        assert not hub.leftovers, f"processes outlived the hub: {hub.leftovers}"
 
 
 def job_pgid(job_dir: Path) -> int:

@@ -14,23 +14,26 @@ left, so nothing outlives the test::
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from support.net import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / "example_config" / "jupyterhub_config.py"
@@ -57,20 +60,6 @@ def hub_available() -> tuple[bool, str]:
     if shutil.which("node") is None:
         return False, "node is not on PATH (configurable-http-proxy needs it)"
     return True, ""
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free TCP ports on 127.0.0.1 (held open together so they differ)."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass
@@ -472,3 +461,22 @@ def _ancestors() -> set[int]:
             break
         pids.add(pid)
     return pids
+
+
+def timing(what: str, seconds: float) -> None:
+    """A figure for the run's log (pytest -s shows it); never a pass/fail threshold."""
+    print(f"\nTIMING {what}: {seconds:.1f} s")
+
+
+@contextlib.contextmanager
+def running_hub(base_dir: Path, **kwargs: Any) -> Iterator[HubProcess]:
+    """A started HubProcess for a module's tests; stopped at the end, with nothing left behind."""
+    hub = HubProcess(base_dir, **kwargs)
+    hub.start(timeout=60)
+    timing("hub start", hub.start_seconds)
+    try:
+        yield hub
+    finally:
+        hub.stop()
+        assert not hub.leftovers, f"processes outlived the hub: {hub.leftovers}"
+

@@ -38,6 +38,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from support.net import free_ports
+
 __all__ = [
     "CLUSTER_NAME",
     "PARTITIONS",
@@ -79,20 +81,6 @@ def slurm_available() -> tuple[bool, str]:
     if problems:
         return False, "; ".join(problems)
     return True, ""
-
-
-def _free_ports(n: int) -> list[int]:
-    """``n`` distinct TCP ports free on 127.0.0.1 right now."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _short_hostname() -> str:
@@ -449,7 +437,7 @@ class SlurmCluster:
             # The ports are free when picked; if another process grabs one before
             # slurmctld binds it, pick again.
             for attempt in range(3):
-                self.slurmctld_port, self.slurmd_port = _free_ports(2)
+                self.slurmctld_port, self.slurmd_port = free_ports(2)
                 self._write_conf()
                 self._spawn("slurmctld", ["-D", "-i", "-f", str(self.conf_path)])
                 self._spawn("slurmd", ["-D", "-f", str(self.conf_path), "-N", self.nodename])

@@ -33,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 
+from support.net import free_ports
+
 __all__ = ["SSHD", "SSHServer", "ensure_login_user", "sshd_available"]
 
 #: sshd re-executes itself for every connection and refuses to start from a relative path.
@@ -73,12 +75,6 @@ def ensure_login_user(name: str = "pwsshuser") -> pwd.struct_passwd:
     return entry
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _children(pid: int) -> list[int]:
     """Every live descendant of ``pid`` (sshd's per-connection processes and their shells)."""
     parent_of: dict[int, int] = {}
@@ -113,7 +109,7 @@ class SSHServer:
 
     def __init__(self, base_dir: Path | str, port: int | None = None) -> None:
         self.base_dir = Path(base_dir)
-        self.port = port or _free_port()
+        self.port = port or free_ports(1)[0]
         #: The account running the tests, which the key always logs in.
         self.user = pwd.getpwuid(os.getuid()).pw_name
         self.proc: subprocess.Popen[bytes] | None = None
