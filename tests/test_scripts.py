@@ -130,3 +130,18 @@ def test_setup_lines_trait_reaches_the_script(tmp_path):
     script = spawner.render(validate_options(profiles, {}), str(tmp_path / "job"), {})
     assert "\nsource /etc/profile.d/lmod.sh\n" in script
     assert make_spawner().setup_lines == []
+
+
+def test_admin_template_edit_is_picked_up(tmp_path):
+    """Environments are cached per template directory; an edited template still takes effect."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    override = templates / "app_jupyter.sh.j2"
+    override.write_text("echo first\n")
+    request = _request(tmp_path, ["true"])
+    assert "echo first" in render_script(request, [templates])
+    override.write_text("echo second\n")
+    # FileSystemLoader compares mtimes in whole seconds on some filesystems: make the change visible.
+    os.utime(override, (override.stat().st_atime + 5, override.stat().st_mtime + 5))
+    script = render_script(request, [templates])
+    assert "echo second" in script and "echo first" not in script
