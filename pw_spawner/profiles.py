@@ -26,8 +26,8 @@ OPTION_KEYS = ("profile", "environment", "app", "resource", "env", "logging",
                "hours", "cores", "memory", "gpus")
 OVERRIDE_KEYS = ("hours", "cores", "memory", "gpus")
 
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SLUG_RE = re.compile(r"\A[a-z0-9][a-z0-9_.-]{0,62}\Z")
+ENV_NAME_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
 #: Names the spawner and the job's launcher set: a user may not override them.
 RESERVED_ENV_PREFIXES = ("JUPYTERHUB_", "JPY_", "PW_", "SLURM_", "PBS_", "BASH_")
 # ... and names that change how bash itself reads the rest of the script.
@@ -35,7 +35,7 @@ RESERVED_ENV_NAMES = ("HOME", "USER", "LOGNAME", "SHELL", "_", "IFS", "ENV", "SH
                       "PS4", "PROMPT_COMMAND", "POSIXLY_CORRECT", "CDPATH", "GLOBIGNORE", "OPTIND")
 # Scheduler directive values the admin writes are trusted, but they still must not contain a
 # newline: one would end the directive line and start a new one.
-_SAFE_DIRECTIVE_VALUE = re.compile(r"^[^\n\r\x00]*$")
+_SAFE_DIRECTIVE_VALUE = re.compile(r"\A[^\n\r\x00]*\Z")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Names are shown on one line (the form, progress messages, the script's comments): no control
 # characters at all, nor the Unicode line and paragraph separators.

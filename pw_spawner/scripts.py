@@ -22,7 +22,7 @@ import jinja2
 from .apps import AppLaunch
 from .profiles import ENV_NAME_RE, JobSpec, Selection, format_walltime
 
-_DIRECTIVE_WORD = re.compile(r"^[A-Za-z0-9_.@+~-]+$")
+_DIRECTIVE_WORD = re.compile(r"\A[A-Za-z0-9_.@+~-]+\Z")
 SCHEDULER_KINDS = ("local", "controller", "slurm", "pbs", "torque")
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 

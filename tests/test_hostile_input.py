@@ -10,12 +10,13 @@ from __future__ import annotations
 import shlex
 import subprocess
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pw_spawner.apps import jupyter_launch
 from pw_spawner.form import options_from_form
-from pw_spawner.profiles import OptionsError, build_profiles, validate_options
+from pw_spawner.profiles import OptionsError, ProfileError, build_profiles, validate_options
 from pw_spawner.scripts import ScriptRequest, render_script
 
 PROFILES = build_profiles([{
@@ -122,3 +123,21 @@ def test_admin_free_text_cannot_leave_a_comment_line(tmp_path):
         assert not any(line.startswith(("rm ", "$(reboot)", "#SBATCH --x")) for line in script.splitlines())
         assert "\u2028" not in script
     assert script.splitlines()[1:] == ["# Line one. $(reboot) Line three.", "# CUDA rm -rf ~ #SBATCH --x"]
+
+
+def test_rest_env_name_with_a_trailing_newline_is_refused():
+    # `$` in a pattern also matches before a final newline: "A\n" once passed as a name and
+    # rendered `export A` plus a line of its own.
+    with pytest.raises(OptionsError) as info:
+        validate_options(PROFILES, {"env": {"A\n": "x"}})
+    assert info.value.field == "env"
+
+
+@pytest.mark.parametrize("profile", [
+    {"slug": "a\n"},
+    {"slug": "a", "job": {"extra_directives": ["--constraint=x\n"]}},
+    {"slug": "a", "environments": [{"slug": "e", "activate": "source x\n"}]},
+])
+def test_admin_values_with_a_trailing_newline_are_refused(profile):
+    with pytest.raises(ProfileError):
+        build_profiles([profile])
