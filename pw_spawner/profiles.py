@@ -38,8 +38,10 @@ RESERVED_ENV_NAMES = ("HOME", "USER", "LOGNAME", "SHELL", "_", "IFS", "ENV", "SH
 _SAFE_DIRECTIVE_VALUE = re.compile(r"\A[^\n\r\x00]*\Z")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Names are shown on one line (the form, progress messages, the script's comments): no control
-# characters at all, nor the Unicode line and paragraph separators.
-_NOT_ONE_LINE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+# characters at all, nor the Unicode line and paragraph separators. The script's `comment` filter
+# (pw_spawner.scripts) folds the same characters.
+LINE_BREAKING_CHARS = r"[\x00-\x1f\x7f\x85\u2028\u2029]"
+_NOT_ONE_LINE = re.compile(LINE_BREAKING_CHARS)
 
 
 class ProfileError(ValueError):

@@ -20,7 +20,7 @@ from pathlib import Path
 import jinja2
 
 from .apps import AppLaunch
-from .profiles import ENV_NAME_RE, JobSpec, Selection, format_walltime
+from .profiles import ENV_NAME_RE, LINE_BREAKING_CHARS, JobSpec, Selection, format_walltime
 
 _DIRECTIVE_WORD = re.compile(r"\A[A-Za-z0-9_.@+~-]+\Z")
 SCHEDULER_KINDS = ("local", "controller", "slurm", "pbs", "torque")
@@ -65,7 +65,7 @@ def shell_quote(value: object) -> str:
     return shlex.quote(str(value))
 
 
-_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+_LINE_BREAKING = re.compile(LINE_BREAKING_CHARS + "+")
 
 
 def comment_text(value: object) -> str:

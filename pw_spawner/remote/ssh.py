@@ -62,7 +62,7 @@ def shell_command(argv: Sequence[str], env: Mapping[str, str] | None = None) -> 
             # env(1) would read it as one more assignment, not as the command.
             raise ValueError(f"the command name {words[0]!r} holds '=' and cannot follow env")
         words = ["env", "--", *(f"{name}={value}" for name, value in env.items()), *words]
-    return " ".join(shlex.quote(word) for word in words)
+    return shlex.join(words)
 
 
 @dataclass(frozen=True)
