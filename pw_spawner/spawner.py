@@ -18,7 +18,7 @@ from jupyterhub.spawner import Spawner
 from traitlets import Any as AnyTrait
 from traitlets import CaselessStrEnum, Float, Integer, List, Unicode, Union, default
 
-from .apps import jupyter_launch
+from .apps import AppLaunch, jupyter_launch
 from .errors import spawn_error
 from .form import options_from_form, render_form
 from .profiles import OptionsError, Profile, ProfileError, Selection, build_profiles, validate_options
@@ -277,8 +277,14 @@ class PWSpawner(Spawner):
         except OptionsError as exc:
             raise spawn_error(f"{exc.field}: {exc.message}", reason="invalid-options") from None
 
+    def app_launch(self, selection: Selection) -> AppLaunch:
+        """What the job starts for the app the user chose (``selection.app``)."""
+        if selection.app == "jupyter":
+            return jupyter_launch(self.cmd, self.get_args(), self.default_url)
+        raise spawn_error(f"app: {selection.app!r} has no launcher", reason="invalid-options")
+
     def script_request(self, selection: Selection, job_dir: str, hub_env: dict[str, str]) -> ScriptRequest:
-        app = jupyter_launch(self.cmd, self.get_args(), self.default_url)
+        app = self.app_launch(selection)
         return ScriptRequest(
             selection=selection,
             scheduler=self.make_scheduler().kind,
