@@ -59,7 +59,8 @@ class Executor(abc.ABC):
 
     async def read_file(self, path: str, timeout: float = 15) -> str | None:
         """A small text file's contents, or None when it does not exist (yet)."""
-        result = await self.run(["cat", "--", path], timeout=timeout)
+        # C locale: "No such file" is how a missing file is told, whatever the login node's language.
+        result = await self.run(["env", "LC_ALL=C", "cat", "--", path], timeout=timeout)
         if result.ok:
             return result.stdout
         if "No such file" in result.stderr:

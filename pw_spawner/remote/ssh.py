@@ -36,6 +36,7 @@ __all__ = [
     "SSHOptions",
     "SSHTarget",
     "close_all",
+    "connection",
     "connections_opened",
     "open_connections",
     "shell_command",
@@ -129,6 +130,16 @@ def _entry(target: SSHTarget, options: SSHOptions) -> _PooledConnection:
     if entry is None:
         entry = pool[target] = _PooledConnection(target, options)
     return entry
+
+
+async def connection(target: SSHTarget, options: SSHOptions | None = None,
+                     timeout: float = 30) -> asyncssh.SSHClientConnection:
+    """The pooled connection to ``target`` (opened now if needed); ExecutorError when that fails.
+
+    For callers that use the connection itself (port forwards) rather than run commands on it.
+    """
+    loop = asyncio.get_running_loop()
+    return await _entry(target, options or SSHOptions()).connection(loop.time() + timeout)
 
 
 async def close_all() -> None:

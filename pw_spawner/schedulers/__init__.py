@@ -12,10 +12,14 @@ from .base import JobInfo, JobRef, Scheduler, SchedulerError, SubmitError
 
 def get_scheduler(kind: str) -> Scheduler:
     """The scheduler for a resource's ``scheduler`` setting."""
-    if kind in ("local", "controller"):
+    if kind == "local":
         from .local import LocalScheduler
 
         return LocalScheduler()
+    if kind == "controller":
+        from .local import LocalScheduler
+
+        return LocalScheduler.on_login_node()
     if kind == "slurm":
         from .slurm import SlurmScheduler
 

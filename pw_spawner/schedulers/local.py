@@ -11,9 +11,11 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..remote.executor import Executor, ExecutorError
 from ..status import JobState
+from . import local_runner
 from .base import JobInfo, JobRef, Scheduler, SchedulerError, SubmitError
 
 _STATES = {
@@ -30,7 +32,15 @@ class LocalScheduler(Scheduler):
     kind = "local"
 
     def __init__(self, python: str = sys.executable):
-        self.runner = (python, "-m", "pw_spawner.schedulers.local_runner")
+        self.runner: tuple[str, ...] = (python, "-m", "pw_spawner.schedulers.local_runner")
+
+    @classmethod
+    def on_login_node(cls, python: str = "python3") -> LocalScheduler:
+        """The ``controller`` target: the runner's source travels with each command, so a login
+        node needs only a python3, not pw_spawner (the source is code, no secret, in argv)."""
+        scheduler = cls(python)
+        scheduler.runner = (python, "-c", Path(local_runner.__file__).read_text())
+        return scheduler
 
     async def submit(self, executor: Executor, script: str, *, name: str, job_dir: str) -> str:
         try:

@@ -1,0 +1,147 @@
+"""How spawners ask for SSH forwards: from the tunnel process, or (``inline``) in the hub itself.
+
+:class:`TunnelProcessClient` talks to ``pw-spawner tunnel`` over its unix socket and starts it,
+detached into its own session, when nothing answers there; so the process outlives the hub and
+its forwards survive a hub restart. :class:`InlineTunnels` runs the same
+:class:`~pw_spawner.remote.tunnel.TunnelService` on the hub's event loop: fewer moving parts, but
+every user's traffic then crosses the hub's loop (see docs/benchmarks.md for what that costs).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .ssh import SSHTarget
+from .tunnel import MAX_REQUEST, TunnelError, TunnelService, handle_request
+
+
+class Tunnels(abc.ABC):
+    """Open and close forwards by key (one key a user's server)."""
+
+    async def open(self, key: str, target: SSHTarget, remote_host: str, remote_port: int,
+                   local_port: int = 0) -> int:
+        """A local forward 127.0.0.1:<port> -> remote_host:remote_port; returns the local port."""
+        answer = await self.request({"op": "open", "key": key, "target": asdict(target),
+                                     "remote_host": remote_host, "remote_port": remote_port,
+                                     "local_port": local_port})
+        return int(answer["local_port"])
+
+    async def reverse(self, key: str, target: SSHTarget, bind_host: str, bind_port: int,
+                      local_port: int) -> int:
+        """A remote forward login:bind_host:bind_port -> 127.0.0.1:local_port; returns the bound port."""
+        answer = await self.request({"op": "reverse", "key": key, "target": asdict(target),
+                                     "bind_host": bind_host, "bind_port": bind_port,
+                                     "local_port": local_port})
+        return int(answer["remote_port"])
+
+    async def close(self, key: str) -> bool:
+        return bool((await self.request({"op": "close", "key": key}))["closed"])
+
+    async def stats(self) -> dict[str, Any]:
+        return await self.request({"op": "ping"})
+
+    async def forwards(self) -> list[dict[str, Any]]:
+        return (await self.request({"op": "list"}))["forwards"]
+
+    @abc.abstractmethod
+    async def request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send one request; TunnelError when it fails."""
+
+
+class InlineTunnels(Tunnels):
+    """The forwards in this process (one service an event loop)."""
+
+    _services: dict[asyncio.AbstractEventLoop, TunnelService] = {}
+
+    @classmethod
+    def service(cls) -> TunnelService:
+        loop = asyncio.get_running_loop()
+        for closed in [other for other in cls._services if other.is_closed()]:
+            cls._services.pop(closed, None)
+        return cls._services.setdefault(loop, TunnelService())
+
+    async def request(self, request: dict[str, Any]) -> dict[str, Any]:
+        return _checked(await handle_request(self.service(), request))
+
+
+class TunnelProcessClient(Tunnels):
+    """The tunnel process at ``socket_path``; started on first use when ``autostart``."""
+
+    _starting: dict[str, asyncio.Lock] = {}
+
+    def __init__(self, socket_path: str | os.PathLike[str], *, autostart: bool = True,
+                 python: str = sys.executable, timeout: float = 60) -> None:
+        self.socket_path = str(socket_path)
+        self.autostart = autostart
+        self.python = python
+        self.timeout = timeout
+
+    async def request(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self._send(request)
+        except (FileNotFoundError, ConnectionRefusedError):
+            if not self.autostart:
+                raise TunnelError(f"the tunnel process does not answer on {self.socket_path}; "
+                                  "start it with `pw-spawner tunnel --socket ...`") from None
+        await self.start_process()
+        return await self._send(request)
+
+    async def _send(self, request: dict[str, Any]) -> dict[str, Any]:
+        reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=MAX_REQUEST)
+        try:
+            writer.write(json.dumps(request).encode() + b"\n")
+            await writer.drain()
+            line = await asyncio.wait_for(reader.readline(), self.timeout)
+        except asyncio.TimeoutError:
+            raise TunnelError(f"the tunnel process did not answer within {self.timeout:g} s") from None
+        finally:
+            writer.close()
+        if not line:
+            raise TunnelError("the tunnel process closed the connection without an answer")
+        return _checked(json.loads(line))
+
+    async def start_process(self, wait: float = 15) -> None:
+        """Start ``pw-spawner tunnel`` detached (its own session: it outlives this hub)."""
+        lock = self._starting.setdefault(self.socket_path, asyncio.Lock())
+        async with lock:
+            if await self._answers():
+                return
+            directory = Path(self.socket_path).parent
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            log_path = f"{self.socket_path}.log"
+            log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                await asyncio.create_subprocess_exec(
+                    self.python, "-m", "pw_spawner.remote.tunnel", "--socket", self.socket_path,
+                    stdin=asyncio.subprocess.DEVNULL, stdout=log_fd, stderr=log_fd,
+                    start_new_session=True, cwd="/")
+            finally:
+                os.close(log_fd)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if await self._answers():
+                    return
+                await asyncio.sleep(0.1)
+            raise TunnelError(f"the tunnel process did not come up on {self.socket_path} "
+                              f"within {wait:g} s (its log: {log_path})")
+
+    async def _answers(self) -> bool:
+        try:
+            await self._send({"op": "ping"})
+        except (OSError, TunnelError, ValueError):
+            return False
+        return True
+
+
+def _checked(answer: dict[str, Any]) -> dict[str, Any]:
+    if not answer.get("ok"):
+        raise TunnelError(str(answer.get("error") or "the tunnel request failed"))
+    return answer
