@@ -10,19 +10,36 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from jupyterhub.spawner import Spawner
 from traitlets import Any as AnyTrait
-from traitlets import CaselessStrEnum, Float, Integer, List, Unicode, Union, default
+from traitlets import (
+    Bool,
+    CaselessStrEnum,
+    Float,
+    Integer,
+    List,
+    TraitError,
+    Unicode,
+    Union,
+    default,
+    validate,
+)
 
 from .apps import AppLaunch, jupyter_launch
 from .errors import spawn_error
 from .form import options_from_form, render_form
 from .profiles import OptionsError, Profile, ProfileError, Selection, build_profiles, validate_options
 from .remote.executor import Executor, ExecutorError, LocalExecutor
+from .remote.ssh import SSHExecutor, connection
+from .remote.tunnel import TunnelError
+from .remote.tunnel_client import InlineTunnels, TunnelProcessClient, Tunnels
+from .resources import Resource, ResourceError, build_resources
 from .schedulers import JobRef, Scheduler, SchedulerError, SubmitError, get_scheduler
 from .schedulers.batcher import StatusBatcher
 from .scripts import ScriptRequest, render_script, safe_job_name
@@ -137,6 +154,39 @@ class PWSpawner(Spawner):
         config=True,
         help="Status queries of all servers within this many seconds share one scheduler call.",
     )
+    resources = List(
+        default_value=[],
+        config=True,
+        help="""Clusters reached over SSH (asyncssh), offered on the spawn form as "Service host".
+        Each is a dict: name, display_name, host (or hosts: login nodes tried in order), port,
+        ssh_user ("{username}": the hub user's own account, or a fixed service account), key_file
+        and/or agent_path ({username} may be filled in), known_hosts (required: host keys are
+        always verified), scheduler (slurm, pbs, torque, or controller: the app runs on the login
+        node itself), job_dir_root, profiles (slugs offered there; empty: all), groups, env (set
+        for every command, e.g. SLURM_CONF), and how jobs reach the hub's API: hub_connect_url
+        ("http://hub.example.org:8081") or hub_api_forward ({bind_host, bind_port, connect_host}:
+        a reverse forward through the SSH connection). Empty: jobs run as `scheduler` says, on
+        the hub host.""",
+    )
+    tunnel_mode = CaselessStrEnum(
+        ["process", "inline"],
+        default_value="process",
+        config=True,
+        help="""Where the SSH forwards to remote apps live: `process` (default) in the tunnel
+        process (`pw-spawner tunnel`), which keeps users' traffic off the hub's event loop and
+        keeps sessions connected across hub restarts; `inline` in the hub process itself.""",
+    )
+    tunnel_socket = Unicode(
+        "~/.pw_spawner/tunnel/tunnel.sock",
+        config=True,
+        help="The tunnel process's API socket (mode 0600, in a 0700 directory of the hub's account).",
+    )
+    tunnel_autostart = Bool(
+        True,
+        config=True,
+        help="Start the tunnel process (detached, so it outlives the hub) when nothing answers on "
+        "`tunnel_socket`. Off: run `pw-spawner tunnel --socket ...` yourself, e.g. as a systemd unit.",
+    )
     job_start_timeout = Integer(
         300,
         config=True,
@@ -174,9 +224,23 @@ class PWSpawner(Spawner):
     async def _check_user_options(spawner: PWSpawner, user_options: dict[str, Any]) -> None:
         await spawner.selection(user_options)
 
+    @validate("resources")
+    def _validate_resources(self, proposal: dict[str, Any]) -> list[Any]:
+        # A bad resource is a startup error naming it, not a failure at someone's spawn.
+        try:
+            build_resources(proposal["value"])
+        except ResourceError as exc:
+            raise TraitError(str(exc)) from None
+        return proposal["value"]
+
     # ---------------------------------------------------------------- runtime state
 
     job: JobRef | None = None
+    #: The resource this server runs on (None: the hub host), the login node it uses, and the
+    #: hub-side port of its tunnel.
+    resource: Resource | None = None
+    ssh_host: str | None = None
+    tunnel_port: int | None = None
     job_node = Unicode(None, allow_none=True)
     service: ServiceStatus | None = None
     _started_unknown_at: float | None = None
@@ -200,17 +264,45 @@ class PWSpawner(Spawner):
         return safe_job_name(self._format(self.job_name_template))
 
     def make_executor(self) -> Executor:
-        """Where commands run; remote clusters (SSH) plug in here."""
+        """Where commands run: the resource's login node over SSH, or the hub host."""
+        if self.resource is not None:
+            target = self.ssh_target()
+            return SSHExecutor(target.host, username=target.username, port=target.port,
+                               known_hosts=target.known_hosts, key_file=target.key_file,
+                               agent_path=target.agent_path, env=self.resource.env)
         prefix = [self._format(part) for part in self.exec_prefix]
         return LocalExecutor(prefix=prefix, username=self.user.name if prefix else None)
 
+    def ssh_target(self, host: str | None = None):
+        """The SSH target of this server's resource (its chosen login node, or ``host``)."""
+        assert self.resource is not None
+        return self.resource.target(host or self.ssh_host or self.resource.hosts[0], self.user.name)
+
+    @property
+    def scheduler_kind(self) -> str:
+        return self.resource.scheduler if self.resource is not None else self.scheduler
+
     def make_scheduler(self) -> Scheduler:
-        return get_scheduler(self.scheduler)
+        return get_scheduler(self.scheduler_kind)
 
     def _batcher(self) -> StatusBatcher:
         executor = self.make_executor()
-        key = (self.scheduler, getattr(executor, "prefix", ()))
+        key = (self.scheduler_kind, getattr(executor, "target", None) or getattr(executor, "prefix", ()))
         return StatusBatcher.shared(key, self.make_scheduler(), executor, self.batch_window)
+
+    def tunnels(self) -> Tunnels:
+        if self.tunnel_mode == "inline":
+            return InlineTunnels()
+        return TunnelProcessClient(os.path.expanduser(self.tunnel_socket), autostart=self.tunnel_autostart)
+
+    @property
+    def tunnel_key(self) -> str:
+        return f"{self.user.name}/{self.name or ''}"
+
+    def user_resources(self) -> list[Resource]:
+        """The resources this user's groups may use (an invalid config failed at startup)."""
+        groups = self._groups()
+        return [r for r in build_resources(self.resources) if r.allowed_for(groups)]
 
     async def load_profiles(self) -> list[Profile]:
         """All configured profiles (config list or callable, and the profiles directory)."""
@@ -241,12 +333,14 @@ class PWSpawner(Spawner):
                    "Please tell the administrators.</div>"
         if not profiles:
             return "<div class='alert alert-warning'>No job type is available to you.</div>"
-        return render_form(profiles, values=spawner._last_form or spawner.user_options or {})
+        return render_form(profiles, resources=[(r.name, r.display_name) for r in spawner.user_resources()],
+                           values=spawner._last_form or spawner.user_options or {})
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
         # Keep what was typed, so the form comes back with it when a field is refused.
         profile = (formdata.get("profile") or [""])[0]
         self._last_form = {"profile": profile, "env": (formdata.get("env") or [""])[0],
+                           "resource": (formdata.get("resource") or [""])[0],
                            "logging": bool(formdata.get("logging"))}
         for key, values in formdata.items():
             if key.endswith(f"--{profile}") and values:
@@ -270,10 +364,16 @@ class PWSpawner(Spawner):
         except ProfileError as exc:
             raise spawn_error("The spawn options are misconfigured; please tell the administrators.",
                               reason="bad-profile", log_message=str(exc)) from None
+        resources = {r.name: r for r in self.user_resources()}
         try:
-            return validate_options(profiles, self.user_options if options is None else options,
-                                    groups=self._groups(),
-                                    forbidden_env=self.forbidden_env_names)
+            selection = validate_options(profiles, self.user_options if options is None else options,
+                                         groups=self._groups(), resources=list(resources),
+                                         forbidden_env=self.forbidden_env_names)
+            resource = resources.get(selection.resource or "")
+            if resource is not None and not resource.offers(selection.profile.slug):
+                raise OptionsError("profile", f"{selection.profile.display_name!r} is not offered on "
+                                              f"{resource.display_name!r}")
+            return selection
         except OptionsError as exc:
             raise spawn_error(f"{exc.field}: {exc.message}", reason="invalid-options") from None
 
@@ -291,11 +391,40 @@ class PWSpawner(Spawner):
             job_name=self.job_name,
             job_dir=job_dir,
             app=app,
-            bind_ip=self.bind_ip or ("127.0.0.1" if self.scheduler == "local" else "0.0.0.0"),
+            bind_ip=self.bind_ip or ("127.0.0.1" if self.scheduler_kind in ("local", "controller")
+                                     else "0.0.0.0"),
             hub_env=hub_env,
             start_timeout=self.job_start_timeout,
             setup_lines=self.setup_lines,
         )
+
+    async def job_env(self) -> dict[str, str]:
+        """The hub's environment for the job, with the hub's API where the job can reach it."""
+        env = self.get_env()
+        if self.resource is None:
+            return env
+        api_url = self.hub.api_url
+        if self.resource.hub_connect_url:
+            reachable = self.resource.hub_connect_url + urlsplit(api_url).path
+        elif self.resource.hub_api_forward is not None:
+            reachable = await self._hub_api_forward(api_url)
+        else:
+            return env
+        # JUPYTERHUB_API_URL and the activity URL below it.
+        return {k: reachable + v[len(api_url):] if v.startswith(api_url) else v for k, v in env.items()}
+
+    async def _hub_api_forward(self, api_url: str) -> str:
+        forward = self.resource.hub_api_forward
+        parts = urlsplit(api_url)
+        hub_port = parts.port or (443 if parts.scheme == "https" else 80)
+        target = self.ssh_target()
+        try:
+            port = await self.tunnels().reverse(f"hub-api/{target.username}@{target.where}", target,
+                                                forward.bind_host, forward.bind_port, hub_port)
+        except TunnelError as exc:
+            raise spawn_error(f"The hub's API could not be forwarded to {target.host}: {exc}",
+                              reason="tunnel") from None
+        return f"{parts.scheme}://{forward.connect_host}:{port}{parts.path}"
 
     def render(self, selection: Selection, job_dir: str, hub_env: dict[str, str]) -> str:
         return render_script(self.script_request(selection, job_dir, hub_env), self.script_template_dirs)
@@ -311,7 +440,7 @@ class PWSpawner(Spawner):
         return [a for a in super().get_args() if not a.startswith(("--ip=", "--port="))]
 
     async def job_dir(self, executor: Executor) -> str:
-        root = self._format(self.job_dir_root)
+        root = self._format((self.resource.job_dir_root if self.resource else None) or self.job_dir_root)
         if root == "~" or root.startswith("~/"):
             root = (await executor.home()).rstrip("/") + root[1:]
         return f"{root.rstrip('/')}/{self.job_name}"
@@ -344,18 +473,22 @@ class PWSpawner(Spawner):
     async def start(self) -> str:
         self._events, self._progress_done = [], False
         self.service, self.job_node, self._started_unknown_at = None, None, None
+        self.resource, self.ssh_host, self.tunnel_port = None, None, None
         try:
             selection = await self.selection()
-            executor, scheduler = self.make_executor(), self.make_scheduler()
             # One thing a message: the profile here, the resources with the submission (display
             # names often carry a summary of their own, and overrides may have changed it).
             self._emit(5, f"Preparing {selection.profile.display_name}")
+            if selection.resource:
+                self.resource = {r.name: r for r in self.user_resources()}[selection.resource]
+                self.ssh_host = await self._reachable_login_node()
+            executor, scheduler = self.make_executor(), self.make_scheduler()
             try:
                 job_dir = await self.job_dir(executor)
                 await self._cancel_leftovers(executor, scheduler, job_dir)
             except (ExecutorError, SchedulerError) as exc:
                 raise spawn_error(f"The cluster could not be reached: {exc}", reason="scheduler") from None
-            script = self.render(selection, job_dir, self.get_env())
+            script = self.render(selection, job_dir, await self.job_env())
             await self._submit(executor, scheduler, script, job_dir, selection.job.summary)
             self._emit(20, f"Submitted job {self.job.job_id}")
             url = await self._follow_until_ready(scheduler)
@@ -376,6 +509,20 @@ class PWSpawner(Spawner):
         finally:
             self._progress_done = True
             self._events_changed.set()
+
+    async def _reachable_login_node(self) -> str:
+        """The first of the resource's login nodes that takes an SSH login."""
+        errors = []
+        for host in self.resource.hosts:
+            self._emit(7, f"Connecting to {host}")
+            try:
+                await connection(self.ssh_target(host), timeout=30)
+                return host
+            except ExecutorError as exc:
+                self.log.warning("%s: %s", self._log_name, exc)
+                errors.append(str(exc))
+        raise spawn_error(f"{self.resource.display_name} could not be reached: " + "; ".join(errors),
+                          reason="ssh")
 
     async def _cancel_leftovers(self, executor: Executor, scheduler: Scheduler, job_dir: str) -> None:
         """Jobs under this server's name that no hub state knows (a hub died while they queued)."""
@@ -435,21 +582,49 @@ class PWSpawner(Spawner):
                         raise spawn_error(service.error_message or "The app failed to start.",
                                           reason="app-failed")
                     if service.job_status is JobState.RUNNING and service.port:
-                        return self._ready(service)
+                        return await self._ready(service)
                     # While STARTING, the job's note says what it is doing ("starting JupyterLab").
                     note = service.error_message.strip()
                     self._emit(70, note[:1].upper() + note[1:] if note else "Waiting for the app to start")
             await asyncio.sleep(self.status_interval)
 
-    def _ready(self, service: ServiceStatus) -> str:
-        self.service = service
+    def _app_host(self, service: ServiceStatus) -> str:
         host = self.connect_host or service.host or self.job_node or "127.0.0.1"
         if host == "0.0.0.0":
             host = self.job_node or "127.0.0.1"
+        return host
+
+    async def _ready(self, service: ServiceStatus) -> str:
+        self.service = service
+        host = self._app_host(service)
         if service.slug and not self.default_url:
             self.default_url = "/" + service.slug.lstrip("/")
         self._emit(90, f"The app is listening on {host}:{service.port}")
-        return f"{service.scheme}://{host}:{service.port}"
+        if self.resource is None:
+            return f"{service.scheme}://{host}:{service.port}"
+        await self._open_tunnel()
+        self._emit(95, f"Tunnel from the hub to {host}:{service.port} is open")
+        return f"{service.scheme}://127.0.0.1:{self.tunnel_port}"
+
+    async def _open_tunnel(self) -> None:
+        """Forward 127.0.0.1:<tunnel_port> on the hub host to the app (the same port again after a
+        hub restart, so the proxy's route stays valid)."""
+        host, target = self._app_host(self.service), self.ssh_target()
+        try:
+            self.tunnel_port = await self.tunnels().open(self.tunnel_key, target, host, self.service.port,
+                                                         self.tunnel_port or 0)
+        except (TunnelError, OSError) as exc:
+            raise spawn_error(f"The tunnel to {host}:{self.service.port} through {target.host} "
+                              f"could not be opened: {exc}", reason="tunnel") from None
+
+    async def _close_tunnel(self) -> None:
+        if self.resource is None:
+            return
+        try:
+            await self.tunnels().close(self.tunnel_key)
+        except (TunnelError, OSError) as exc:
+            self.log.warning("%s: could not close the tunnel: %s", self._log_name, exc)
+        self.tunnel_port = None
 
     async def poll(self) -> int | None:
         if self.job is None:
@@ -465,6 +640,12 @@ class PWSpawner(Spawner):
             return None
         self._started_unknown_at = None
         if info.state.active:
+            if self.resource is not None and self.service is not None and self.tunnel_port:
+                # After a hub (or tunnel process) restart: the forward again, on its old port.
+                try:
+                    await self._open_tunnel()
+                except Exception as exc:  # a failing tunnel is not a dead job
+                    self.log.warning("%s: %s", self._log_name, getattr(exc, "jupyterhub_message", exc))
             return None
         if info.exit_code not in (None, 0):
             return info.exit_code
@@ -474,6 +655,7 @@ class PWSpawner(Spawner):
         if self.job is None:
             return
         job, executor, scheduler = self.job, self.make_executor(), self.make_scheduler()
+        await self._close_tunnel()
         await scheduler.cancel(executor, job)
         deadline = time.monotonic() + self.stop_timeout
         while time.monotonic() < deadline:
@@ -490,6 +672,7 @@ class PWSpawner(Spawner):
         """Cancel the job of a start that will not finish; errors are logged, not raised."""
         if self.job is None:
             return
+        await self._close_tunnel()
         try:
             await asyncio.shield(self.make_scheduler().cancel(self.make_executor(), self.job))
             self.log.info("%s: cancelled job %s", self._log_name, self.job.job_id)
@@ -510,6 +693,9 @@ class PWSpawner(Spawner):
                 "scheduler": self.scheduler,
                 "node": self.job_node,
                 "service": None if self.service is None else self.service.to_json(),
+                "resource": self.resource.name if self.resource is not None else None,
+                "ssh_host": self.ssh_host,
+                "tunnel_port": self.tunnel_port,
             }
         return state
 
@@ -520,6 +706,15 @@ class PWSpawner(Spawner):
             return
         self.job = JobRef(saved["job_id"], saved["job_name"], saved["job_dir"])
         self.job_node = saved.get("node")
+        if saved.get("resource"):
+            self.resource = {r.name: r for r in build_resources(self.resources)}.get(saved["resource"])
+            if self.resource is None:
+                self.log.error("%s: resource %r is no longer configured; job %s is left alone",
+                               self._log_name, saved["resource"], saved["job_id"])
+                self.job = None
+                return
+            self.ssh_host = saved.get("ssh_host")
+            self.tunnel_port = saved.get("tunnel_port")
         if saved.get("service"):
             try:
                 self.service = ServiceStatus.from_json(saved["service"])
@@ -529,6 +724,7 @@ class PWSpawner(Spawner):
     def clear_state(self) -> None:
         super().clear_state()
         self.job, self.job_node, self.service = None, None, None
+        self.resource, self.ssh_host, self.tunnel_port = None, None, None
 
 
 class PWSlurmSpawner(PWSpawner):
