@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support.requirements import require
 from support.slurm_cluster import SlurmCluster, slurm_available
+from support.sshd import SSHServer, ensure_login_user, sshd_available
+
+from pw_spawner.testing import fake_app
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +33,42 @@ def slurm_cluster(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+
+@pytest.fixture(scope="session")
+def ssh_server(tmp_path_factory):
+    """One real OpenSSH server on 127.0.0.1 for the session (tests may stop and restart it)."""
+    ok, why = sshd_available()
+    require("sshd", ok, why)
+    server = SSHServer(tmp_path_factory.mktemp("sshd-session")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def ssh_user(ssh_server) -> pwd.struct_passwd:
+    """The account tests log in as over SSH: an ordinary one when running as root."""
+    return ensure_login_user() if os.geteuid() == 0 else pwd.getpwuid(os.getuid())
+
+
+@pytest.fixture(scope="session")
+def fake_app_for_others():
+    """The fake app as a script another user can run with the system's python3.
+
+    The test venv's interpreter may live under /root (pyenv), which the job's user cannot read, as on a
+    cluster where the hub's Python is not the nodes' Python.
+    """
+    system_python = "/usr/bin/python3"
+    assert os.access(system_python, os.X_OK), "Debian's python3 is needed to run jobs as another user"
+    shared = Path(tempfile.mkdtemp(prefix="pw-fake-app-"))
+    shared.chmod(0o755)
+    script = shared / "fake_app.py"
+    shutil.copyfile(fake_app.__file__, script)
+    script.chmod(0o644)
+    yield [system_python, str(script)]
+    shutil.rmtree(shared, ignore_errors=True)
+
 
 FAKE_APP = [sys.executable, "-m", "pw_spawner.testing.fake_app"]
 SIMPLE_PROFILES = [{

@@ -8,40 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import tempfile
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from conftest import SIMPLE_PROFILES
 from support.slurm_cluster import ensure_user
 
 from pw_spawner import PWSlurmSpawner
-from pw_spawner.testing import fake_app
 
 pytestmark = pytest.mark.slurm
 USER = "pwtestuser"
-
-
-@pytest.fixture(scope="module")
-def fake_app_for_others(tmp_path_factory):
-    """The fake app as a script another user can run with the system's python3.
-
-    The test venv's interpreter may live under /root (pyenv), which the job's user cannot read, as on a
-    cluster where the hub's Python is not the nodes' Python.
-    """
-    system_python = "/usr/bin/python3"
-    assert os.access(system_python, os.X_OK), "Debian's python3 is needed to run jobs as another user"
-    shared = Path(tempfile.mkdtemp(prefix="pw-fake-app-"))
-    shared.chmod(0o755)
-    script = shared / "fake_app.py"
-    shutil.copyfile(fake_app.__file__, script)
-    script.chmod(0o644)
-    yield [system_python, str(script)]
-    shutil.rmtree(shared, ignore_errors=True)
 
 
 @pytest.fixture

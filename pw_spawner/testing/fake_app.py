@@ -2,7 +2,8 @@
 
 ``python -m pw_spawner.testing.fake_app --ip=127.0.0.1 --port=8888`` answers every GET with a small
 JSON record (which user it serves, whether the hub's token reached it, the environment variables
-named in ``PW_FAKE_APP_SHOW``). ``--fail-at-start`` exits 2 at once and ``--fail-after-start``
+named in ``PW_FAKE_APP_SHOW``; on a path ending in ``/hub-check``, what a GET of
+``JUPYTERHUB_API_URL`` answered). ``--fail-at-start`` exits 2 at once and ``--fail-after-start``
 exits 3 after listening for a moment, so tests can drive both failure paths.
 """
 
@@ -13,7 +14,19 @@ import json
 import os
 import sys
 import threading
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def _fetch_hub_api() -> dict[str, object]:
+    """GET the hub's API URL as the job was given it (does the job reach the hub?)."""
+    url = os.environ.get("JUPYTERHUB_API_URL", "")
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = response.read(200).decode(errors="replace")
+            return {"url": url, "status": response.status, "body": body}
+    except (OSError, ValueError) as exc:
+        return {"url": url, "error": str(exc)}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -25,6 +38,7 @@ class _Handler(BaseHTTPRequestHandler):
             "has_token": bool(os.environ.get("JUPYTERHUB_API_TOKEN")),
             "prefix": os.environ.get("JUPYTERHUB_SERVICE_PREFIX"),
             "env": {name: os.environ.get(name) for name in shown},
+            **({"hub_api": _fetch_hub_api()} if self.path.endswith("/hub-check") else {}),
         }).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
