@@ -20,6 +20,7 @@ from traitlets.config import Config, PyFileConfigLoader
 
 from .apps import jupyter_launch
 from .profiles import OptionsError, Profile, ProfileError, build_profiles, validate_options
+from .resources import ResourceError, build_resources
 from .scripts import ScriptRequest, render_script, safe_job_name
 
 _SPAWNER_SECTIONS = ("Spawner", "PWSpawner", "PWSlurmSpawner", "PWPBSSpawner")
@@ -123,6 +124,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         groups = f" [groups: {', '.join(profile.groups)}]" if profile.groups else ""
         print(f"ok  {profile.slug}{flags}: {profile.display_name} - {profile.job.summary}; "
               f"{envs}; apps: {', '.join(profile.apps)}{groups}  ({profile.source})")
+    for resource in build_resources(spawner_settings(config).get("resources") or []):
+        print(f"ok  resource {resource.name}: {resource.display_name} - {resource.scheduler} via "
+              f"{', '.join(resource.hosts)}:{resource.port} as {resource.ssh_user}")
     return 0
 
 
@@ -138,11 +142,18 @@ def check_config(config: Config) -> None:
         profiles_from(config, None)
     except ProfileError as exc:
         raise SystemExit(f"pw_spawner: bad profile configuration: {exc}") from None
+    try:
+        build_resources(spawner_settings(config).get("resources") or [])
+    except ResourceError as exc:
+        raise SystemExit(f"pw_spawner: bad resource configuration: {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pw-spawner", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    tunnel = sub.add_parser("tunnel", help="run the tunnel process (SSH forwards for remote apps)")
+    tunnel.add_argument("--socket", required=True, help="its API socket (the directory: mode 0700)")
+    tunnel.add_argument("--log-level", default="INFO")
     for name in ("render", "check"):
         p = sub.add_parser(name, help={"render": "print the submit script of a profile",
                                        "check": "validate the configured profiles"}[name])
@@ -164,9 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "tunnel":
+        from .remote.tunnel import main as tunnel_main
+
+        return tunnel_main(["--socket", args.socket, "--log-level", args.log_level])
     try:
         return cmd_render(args) if args.command == "render" else cmd_check(args)
-    except (ProfileError, OptionsError) as exc:
+    except (ProfileError, OptionsError, ResourceError) as exc:
         print(f"pw-spawner: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

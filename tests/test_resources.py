@@ -1,0 +1,138 @@
+"""Resources (SSH clusters) in the configuration, on the form, and the tunnel process's API socket.
+
+No SSH server here: configuration errors, the choice of resource and profile, and what the tunnel
+process's unix socket lets through are checked without one (tests/test_ssh_spawner.py has sshd).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+
+import pytest
+from traitlets import TraitError
+from traitlets.config import Config
+
+from pw_spawner.cli import check_config
+from pw_spawner.remote.tunnel import TunnelError, TunnelServer
+from pw_spawner.remote.tunnel_client import TunnelProcessClient
+from pw_spawner.resources import ResourceError, build_resources
+from pw_spawner.testing.spawners import make_spawner
+
+BASE = {"name": "cluster-a", "host": "login1.example.org", "key_file": "/k", "known_hosts": "/kh",
+        "scheduler": "slurm"}
+PROFILES = [{"slug": "small", "display_name": "Small", "default": True},
+            {"slug": "gpu", "display_name": "GPU"}]
+
+
+def test_a_resource_with_its_defaults():
+    (resource,) = build_resources([BASE])
+    assert resource.hosts == ("login1.example.org",) and resource.port == 22
+    target = resource.target("login1.example.org", "alice")
+    assert (target.username, target.key_file, target.known_hosts) == ("alice", "/k", "/kh")
+
+
+def test_username_is_filled_into_account_and_key():
+    (resource,) = build_resources([{**BASE, "ssh_user": "svc-{username}", "key_file": "/keys/{username}"}])
+    target = resource.target("h", "bob")
+    assert (target.username, target.key_file) == ("svc-bob", "/keys/bob")
+
+
+@pytest.mark.parametrize(("change", "key"), [
+    ({"known_hosts": None}, "known_hosts"),
+    ({"scheduler": "lsf"}, "scheduler"),
+    ({"key_file": None}, "key_file"),
+    ({"name": "Has Space"}, "name"),
+    ({"login_hosts": ["x"]}, "login_hosts"),
+    ({"host": None}, "host"),
+    ({"host": "-oProxyCommand=x"}, "hosts"),
+    ({"port": "22"}, "port"),
+    ({"hub_connect_url": "hub:8081"}, "hub_connect_url"),
+    ({"hub_connect_url": "http://h", "hub_api_forward": {}}, "hub_api_forward"),
+    ({"hub_api_forward": {"port": 1}}, "hub_api_forward"),
+    ({"ssh_user": "{user}"}, "ssh_user"),
+    ({"env": {"A B": "x"}}, "env"),
+    ({"display_name": "two\nlines"}, "display_name"),
+], ids=lambda v: str(v) if isinstance(v, str) else None)
+def test_a_bad_resource_names_the_resource_and_the_key(change, key):
+    data = {k: v for k, v in {**BASE, **change}.items() if v is not None}
+    with pytest.raises(ResourceError) as raised:
+        build_resources([data])
+    assert raised.value.key == key, str(raised.value)
+    assert str(raised.value).startswith("resources[")
+
+
+def test_two_resources_may_not_share_a_name():
+    with pytest.raises(ResourceError, match="used by two resources"):
+        build_resources([BASE, BASE])
+
+
+def test_a_bad_resource_stops_the_hub_at_startup():
+    with pytest.raises(TraitError, match=r"resources\[cluster-a\]: scheduler"):
+        make_spawner(resources=[{**BASE, "scheduler": "lsf"}])
+    config = Config()
+    config.PWSpawner.profile_list = PROFILES
+    config.PWSpawner.resources = [{**BASE, "known_hosts": None}]
+    with pytest.raises(SystemExit, match=r"bad resource configuration: resources\[cluster-a\]: known_hosts"):
+        check_config(config)
+
+
+async def test_the_form_offers_the_resources_of_the_users_groups():
+    resources = [BASE, {**BASE, "name": "cluster-b", "display_name": "Cluster B", "groups": ["b-users"]},
+                 {**BASE, "name": "cluster-c", "display_name": "Cluster C"}]
+    html = await make_spawner(profile_list=PROFILES, resources=resources)._options_form_html(
+        make_spawner(profile_list=PROFILES, resources=resources))
+    assert 'name="resource"' in html and "cluster-c" in html and "cluster-b" not in html
+    member = make_spawner(profile_list=PROFILES, resources=resources, groups=["b-users"])
+    assert "Cluster B" in await member._options_form_html(member)
+
+
+async def test_a_resource_outside_the_users_groups_or_profiles_is_refused():
+    resources = [{**BASE, "profiles": ["small"]}, {**BASE, "name": "private", "groups": ["staff"]}]
+    spawner = make_spawner(profile_list=PROFILES, resources=resources)
+    assert (await spawner.selection({"profile": "small"})).resource == "cluster-a"
+    for options, field in (({"profile": "small", "resource": "private"}, "resource:"),
+                           ({"profile": "gpu", "resource": "cluster-a"}, "profile:")):
+        with pytest.raises(Exception) as raised:
+            await spawner.selection(options)
+        assert raised.value.jupyterhub_message.startswith(field), raised.value.jupyterhub_message
+
+
+async def test_the_tunnel_socket_is_for_its_owner_only(tmp_path):
+    directory = tmp_path / "tun"
+    server = TunnelServer(directory / "t.sock")
+    await server.start()
+    try:
+        assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(directory / "t.sock").st_mode) == 0o600
+        with pytest.raises(TunnelError, match="another tunnel process"):
+            await TunnelServer(directory / "t.sock").start()
+        client = TunnelProcessClient(directory / "t.sock", autostart=False)
+        assert (await client.stats())["forwards"] == 0
+        with pytest.raises(TunnelError, match="unknown op"):
+            await client.request({"op": "shell"})
+        with pytest.raises(TunnelError, match="bad request"):
+            await client.request({"op": "open", "key": "k"})
+        reader, writer = await asyncio.open_unix_connection(str(directory / "t.sock"))
+        writer.write(b"not json\n")
+        assert json.loads(await reader.readline())["ok"] is False
+        writer.close()
+    finally:
+        await server.stop()
+    assert not (directory / "t.sock").exists()
+
+
+async def test_a_tunnel_directory_open_to_others_is_refused(tmp_path):
+    directory = tmp_path / "open"
+    directory.mkdir(mode=0o755)
+    directory.chmod(0o755)
+    with pytest.raises(TunnelError, match="0700"):
+        await TunnelServer(directory / "t.sock").start()
+
+
+async def test_no_tunnel_process_and_no_autostart_is_a_clear_error(tmp_path):
+    client = TunnelProcessClient(tmp_path / "none.sock", autostart=False)
+    with pytest.raises(TunnelError, match="pw-spawner tunnel"):
+        await client.stats()
