@@ -240,3 +240,21 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+async def test_a_killed_tunnel_process_is_restarted_and_the_forward_reopened_by_poll(remote):
+    spawner = remote()
+    url = await spawner.start()
+    port = spawner.tunnel_port
+    pid = (await spawner.tunnels().stats())["pid"]
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(100):
+        if not process_exists(pid):
+            break
+        await asyncio.sleep(0.05)
+    assert refused(port)
+    # The hub's next poll starts a new tunnel process and asks for the same port again.
+    assert await spawner.poll() is None
+    assert (await spawner.tunnels().stats())["pid"] != pid
+    assert spawner.tunnel_port == port and fetch(url)["user"] == "alice"
+    await spawner.stop()

@@ -179,7 +179,7 @@ class TunnelService:
                 forward.remote_port = listener.get_port()
         except asyncssh.ChannelListenError as exc:
             forward.error = (f"{where}: sshd refused to listen on {forward.remote_host}:"
-                             f"{forward.remote_port} ({exc.reason}; binding beyond loopback needs "
+                             f"{forward.remote_port} ({exc}; binding beyond loopback needs "
                              "GatewayPorts clientspecified)")
         except OSError as exc:
             forward.error = f"cannot listen on 127.0.0.1:{forward.local_port}: {exc.strerror or exc}"
