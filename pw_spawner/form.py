@@ -12,12 +12,13 @@ from typing import Any
 
 import jinja2
 
+from .apps import RESOLUTIONS
 from .profiles import OVERRIDE_KEYS, Override, Profile, format_hours, format_memory, parse_env_lines
 from .scripts import TEMPLATE_DIR
 
 APP_NAMES = {"jupyter": "JupyterLab", "rstudio": "RStudio", "vnc": "Desktop (VNC)", "xpra": "Xpra"}
 OVERRIDE_LABELS = {"hours": "Hours", "cores": "Cores", "memory": "Memory", "gpus": "GPUs"}
-_PER_PROFILE = ("environment", "app", *OVERRIDE_KEYS)
+_PER_PROFILE = ("environment", "app", "resolution", *OVERRIDE_KEYS)
 
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True)
 
@@ -71,7 +72,7 @@ def render_form(
     return _env.get_template("form.html.j2").render(
         profiles=profiles, selected=selected, resources=list(resources), values=values,
         value=value, current=_current, number_box=_number_box, format_memory=format_memory,
-        app_names=APP_NAMES, override_labels=OVERRIDE_LABELS,
+        app_names=APP_NAMES, override_labels=OVERRIDE_LABELS, resolutions=RESOLUTIONS,
     )
 
 

@@ -18,12 +18,14 @@ from typing import Any
 
 import yaml
 
+from .apps.vnc import RESOLUTIONS
+
 #: Apps a profile may name. Each needs a launcher in :mod:`pw_spawner.apps`.
-KNOWN_APPS = ("jupyter",)
+KNOWN_APPS = ("jupyter", "rstudio", "vnc", "xpra")
 
 #: The keys of ``user_options`` (the form and the REST API share them).
 OPTION_KEYS = ("profile", "environment", "app", "resource", "env", "logging",
-               "hours", "cores", "memory", "gpus")
+               "hours", "cores", "memory", "gpus", "resolution")
 OVERRIDE_KEYS = ("hours", "cores", "memory", "gpus")
 
 SLUG_RE = re.compile(r"\A[a-z0-9][a-z0-9_.-]{0,62}\Z")
@@ -257,6 +259,8 @@ class Selection:
     env: Mapping[str, str] = field(default_factory=dict)
     logging: bool = False
     resource: str | None = None
+    #: The VNC desktop's screen size (one of :data:`pw_spawner.apps.RESOLUTIONS`); None: the admin's.
+    resolution: str | None = None
 
 
 # --------------------------------------------------------------------------------------- parsing
@@ -657,6 +661,12 @@ def validate_options(
     if app not in profile.apps:
         raise OptionsError("app", f"{str(app)[:40]!r} is not offered by {profile.display_name!r}")
 
+    resolution = options.get("resolution") or None
+    if resolution is not None and resolution not in RESOLUTIONS:
+        raise OptionsError("resolution", f"{str(resolution)[:20]!r} is not one of the offered screen sizes")
+    # The form posts the size with every app of a profile that offers the desktop; only it uses it.
+    resolution = resolution if app == "vnc" else None
+
     resource = options.get("resource") or None
     resources = list(resources)
     if resource is not None and resource not in resources:
@@ -671,4 +681,5 @@ def validate_options(
         # null is "not given" here as for every other key (a saved user_options may hold it).
         logging=_as_bool("logging", False if options.get("logging") is None else options["logging"]),
         resource=resource or (resources[0] if resources else None),
+        resolution=resolution,
     )

@@ -9,6 +9,7 @@ message (``SpawnException``), and every job the hub no longer wants is cancelled
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import os
 import time
@@ -31,7 +32,9 @@ from traitlets import (
     validate,
 )
 
-from .apps import AppLaunch, jupyter_launch
+from .apps import AppLaunch, jupyter_launch, rstudio_launch, vnc_launch, xpra_launch
+from .apps.vnc import check_geometry
+from .apps.xpra import DEFAULT_XPRA_ARGS
 from .errors import spawn_error
 from .form import options_from_form, render_form
 from .profiles import OptionsError, Profile, ProfileError, Selection, build_profiles, validate_options
@@ -192,6 +195,113 @@ class PWSpawner(Spawner):
         config=True,
         help="Seconds the job itself waits for the app to listen before it reports FAILED.",
     )
+
+    # ---------------------------------------------------------------- apps (RStudio, VNC, Xpra)
+    # What the job launches; see pw_spawner.apps. These apps run behind jupyter-standaloneproxy.
+
+    default_app = Unicode(
+        "",
+        config=True,
+        help="The app started when the user picks none (jupyter, rstudio, vnc or xpra) and the profile "
+        "offers it; otherwise the profile's first app. The sibling spawners (pw-rstudio, pw-vnc, "
+        "pw-xpra) set it to theirs.",
+    )
+    standaloneproxy_cmd = List(
+        Unicode(),
+        default_value=["jupyter-standaloneproxy"],
+        config=True,
+        help="""The command of jupyter-server-proxy's standalone proxy on the nodes (`pip install
+        'jupyter-server-proxy[standalone]'`, 4.5 or newer), found in the job's environment. It puts
+        hub authentication (the server's owner only) in front of RStudio, VNC and Xpra.""",
+    )
+    rstudio_rserver_cmd = List(
+        Unicode(),
+        default_value=["rserver"],
+        config=True,
+        help="RStudio Server's rserver (2022.07 or newer: it needs --www-socket), e.g. "
+        '["/usr/lib/rstudio-server/bin/rserver"].',
+    )
+    rstudio_rsession_cmd = List(
+        Unicode(),
+        default_value=[],
+        config=True,
+        help="The rsession the job's wrapper starts with the job's environment. Empty: the rsession "
+        "next to rserver, else rsession on PATH.",
+    )
+    rstudio_args = List(
+        Unicode(),
+        default_value=[],
+        config=True,
+        help="Extra arguments for rserver, e.g. ['--rsession-which-r=/opt/R/4.3/bin/R'].",
+    )
+    vnc_server = Unicode(
+        "Xvnc",
+        config=True,
+        help="The VNC X server: TigerVNC's Xvnc, or TurboVNC's (e.g. /opt/TurboVNC/bin/Xvnc, 3.0 or newer "
+        "for -rfbunixpath). It listens on a unix socket only.",
+    )
+    vnc_geometry = Unicode(
+        "1280x800",
+        config=True,
+        help="The desktop's screen size (WIDTHxHEIGHT) when the user picks none on the spawn page.",
+    )
+    vnc_xstartup = Unicode(
+        "",
+        config=True,
+        help="An executable the desktop runs once its display is up (like ~/.vnc/xstartup), with DISPLAY "
+        "and XAUTHORITY set. Empty: the first of `vnc_window_managers` found, and `vnc_terminal`.",
+    )
+    vnc_window_managers = List(
+        Unicode(),
+        default_value=["xfce4-session", "startxfce4", "openbox-session", "twm"],
+        config=True,
+        help="Window managers (or desktop sessions) tried in order when `vnc_xstartup` is empty.",
+    )
+    vnc_terminal = Unicode(
+        "xterm",
+        config=True,
+        help="A terminal opened on the desktop when `vnc_xstartup` is empty ('' for none).",
+    )
+    novnc_dirs = List(
+        Unicode(),
+        default_value=["/usr/share/novnc", "/usr/local/share/novnc", "/opt/novnc"],
+        config=True,
+        help="Where the nodes have noVNC's web client (the directory holding vnc.html); the first found "
+        "is used.",
+    )
+    websockify_cmd = List(
+        Unicode(),
+        default_value=["websockify"],
+        config=True,
+        help="websockify on the nodes (Debian: websockify), which serves noVNC and bridges it to the "
+        "VNC server for the proxy.",
+    )
+    xpra_cmd = List(
+        Unicode(),
+        default_value=["xpra"],
+        config=True,
+        help="Xpra on the nodes; its HTML5 client must be installed too (Debian's xpra has it).",
+    )
+    xpra_start_command = Unicode(
+        "xterm",
+        config=True,
+        help="The program an Xpra session shows (a command line, e.g. 'xterm' or 'fiji'); the session "
+        "ends when it exits.",
+    )
+    xpra_args = List(
+        Unicode(),
+        default_value=list(DEFAULT_XPRA_ARGS),
+        config=True,
+        help="Extra arguments for `xpra start`; the default turns off sound, printing and other "
+        "desktop services a browser session does not use.",
+    )
+
+    @validate("vnc_geometry")
+    def _check_vnc_geometry(self, proposal: dict[str, Any]) -> str:
+        try:
+            return check_geometry(proposal["value"])
+        except ValueError as exc:
+            raise TraitError(str(exc)) from None
 
     # Queued HPC jobs take longer than the hub's default minute.
     @default("start_timeout")
@@ -373,14 +483,40 @@ class PWSpawner(Spawner):
             if resource is not None and not resource.offers(selection.profile.slug):
                 raise OptionsError("profile", f"{selection.profile.display_name!r} is not offered on "
                                               f"{resource.display_name!r}")
-            return selection
+            return self._with_default_app(selection, self.user_options if options is None else options)
         except OptionsError as exc:
             raise spawn_error(f"{exc.field}: {exc.message}", reason="invalid-options") from None
 
+    def _with_default_app(self, selection: Selection, options: dict[str, Any] | None) -> Selection:
+        """``default_app`` when the user chose no app and the profile offers it."""
+        options = options or {}
+        if options.get("app") or not self.default_app or self.default_app not in selection.profile.apps:
+            return selection
+        # validate_options checked the size but kept it only for the app it took (the profile's first).
+        resolution = (options.get("resolution") or None) if self.default_app == "vnc" else None
+        return dataclasses.replace(selection, app=self.default_app, resolution=resolution)
+
     def app_launch(self, selection: Selection) -> AppLaunch:
         """What the job starts for the app the user chose (``selection.app``)."""
-        if selection.app == "jupyter":
-            return jupyter_launch(self.cmd, self.get_args(), self.default_url)
+        proxy = self.standaloneproxy_cmd
+        try:
+            if selection.app == "jupyter":
+                return jupyter_launch(self.cmd, self.get_args(), self.default_url)
+            if selection.app == "rstudio":
+                return rstudio_launch(proxy, rserver=self.rstudio_rserver_cmd,
+                                      rsession=self.rstudio_rsession_cmd, extra_args=self.rstudio_args)
+            if selection.app == "vnc":
+                return vnc_launch(proxy, vnc_server=self.vnc_server,
+                                  geometry=selection.resolution or self.vnc_geometry,
+                                  xstartup=self.vnc_xstartup, window_managers=self.vnc_window_managers,
+                                  terminal=self.vnc_terminal, novnc_dirs=self.novnc_dirs,
+                                  websockify=self.websockify_cmd)
+            if selection.app == "xpra":
+                return xpra_launch(proxy, xpra=self.xpra_cmd, start_command=self.xpra_start_command,
+                                   extra_args=self.xpra_args)
+        except ValueError as exc:
+            raise spawn_error(f"The {selection.app} app is misconfigured; please tell the administrators.",
+                              reason="bad-app", log_message=str(exc)) from None
         raise spawn_error(f"app: {selection.app!r} has no launcher", reason="invalid-options")
 
     def script_request(self, selection: Selection, job_dir: str, hub_env: dict[str, str]) -> ScriptRequest:
@@ -743,4 +879,31 @@ class PWPBSSpawner(PWSpawner):
         return "pbs"
 
 
-__all__ = ["PWPBSSpawner", "PWSlurmSpawner", "PWSpawner"]
+class PWRStudioSpawner(PWSpawner):
+    """PWSpawner starting RStudio Server behind hub authentication (entry point ``pw-rstudio``).
+
+    Everything else (scheduler, profiles, SSH) is PWSpawner's: set ``scheduler`` as for it.
+    """
+
+    @default("default_app")
+    def _default_default_app(self) -> str:
+        return "rstudio"
+
+
+class PWVNCSpawner(PWSpawner):
+    """PWSpawner starting a VNC desktop in the browser (noVNC) behind hub authentication (``pw-vnc``)."""
+
+    @default("default_app")
+    def _default_default_app(self) -> str:
+        return "vnc"
+
+
+class PWXpraSpawner(PWSpawner):
+    """PWSpawner starting an Xpra session (HTML5 client) behind hub authentication (``pw-xpra``)."""
+
+    @default("default_app")
+    def _default_default_app(self) -> str:
+        return "xpra"
+
+
+__all__ = ["PWPBSSpawner", "PWRStudioSpawner", "PWSlurmSpawner", "PWSpawner", "PWVNCSpawner", "PWXpraSpawner"]

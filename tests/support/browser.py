@@ -1,0 +1,61 @@
+"""Headless Chromium (Selenium 4) for the apps' end-to-end tests, and screenshots for the docs.
+
+``chromium(profile_dir)`` starts Debian's chromium through chromedriver with flags that keep it off the
+network; ``screenshot(driver, name, for_docs=True)`` saves to ``test-artifacts/`` and, with
+``PW_UPDATE_DOC_SCREENSHOTS=1``, to ``docs/_static/screenshots/`` too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from support.hub import REPO
+
+CHROMIUM = os.environ.get("PW_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("PW_CHROMEDRIVER", "/usr/bin/chromedriver")
+ARTIFACTS = REPO / "test-artifacts"
+DOC_SCREENSHOTS = REPO / "docs" / "_static" / "screenshots"
+
+try:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+except ImportError as exc:  # reported through browser_available(): a skip here, a failure in CI
+    webdriver = None
+    _SELENIUM_MISSING = str(exc)
+
+
+def browser_available() -> tuple[bool, str]:
+    if webdriver is None:
+        return False, f"selenium is not importable: {_SELENIUM_MISSING}"
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not os.access(path, os.X_OK):
+            return False, f"{path} is missing (Debian: chromium, chromium-driver; .ci/install-system.sh)"
+    return True, ""
+
+
+def chromium(profile_dir: Path, window: str = "1280,900") -> Any:
+    options = Options()
+    options.binary_location = CHROMIUM
+    # Without the background-networking flags Chromium reaches for the outside network.
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", f"--window-size={window}",
+                 f"--user-data-dir={profile_dir}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    return driver
+
+
+def screenshot(driver: Any, name: str, for_docs: bool = False) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    driver.save_screenshot(str(path))
+    if for_docs and os.environ.get("PW_UPDATE_DOC_SCREENSHOTS") == "1":
+        DOC_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, DOC_SCREENSHOTS / name)
+    return path
