@@ -34,7 +34,7 @@ from traitlets import (
 
 from .apps import AppLaunch, jupyter_launch, rstudio_launch, vnc_launch, xpra_launch
 from .apps.vnc import check_geometry
-from .apps.xpra import DEFAULT_XPRA_ARGS
+from .apps.xpra import DEFAULT_XPRA_ARGS, DEFAULT_XVFB
 from .errors import spawn_error
 from .form import options_from_form, render_form
 from .profiles import OptionsError, Profile, ProfileError, Selection, build_profiles, validate_options
@@ -296,6 +296,14 @@ class PWSpawner(Spawner):
         "desktop services a browser session does not use.",
     )
 
+    xpra_xvfb_cmd = List(
+        Unicode(),
+        default_value=list(DEFAULT_XVFB),
+        config=True,
+        help="The X server the job starts for an Xpra session (Xpra attaches to it); the job adds "
+        "-auth and -displayfd.",
+    )
+
     @validate("vnc_geometry")
     def _check_vnc_geometry(self, proposal: dict[str, Any]) -> str:
         try:
@@ -513,7 +521,7 @@ class PWSpawner(Spawner):
                                   websockify=self.websockify_cmd)
             if selection.app == "xpra":
                 return xpra_launch(proxy, xpra=self.xpra_cmd, start_command=self.xpra_start_command,
-                                   extra_args=self.xpra_args)
+                                   extra_args=self.xpra_args, xvfb=self.xpra_xvfb_cmd)
         except ValueError as exc:
             raise spawn_error(f"The {selection.app} app is misconfigured; please tell the administrators.",
                               reason="bad-app", log_message=str(exc)) from None

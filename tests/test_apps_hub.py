@@ -18,6 +18,7 @@ import os
 import pwd
 import shutil
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -89,6 +90,13 @@ def spawn(hub: HubProcess, user: str, options: dict) -> float:
     return time.monotonic() - started
 
 
+def ensure_running(hub: HubProcess, user: str, options: dict) -> None:
+    """The user's server from an earlier test of the module, or a new one (a test run alone)."""
+    create_user(hub, user)
+    if hub.server_model(user) is None:
+        spawn(hub, user, options)
+
+
 def stop(hub: HubProcess, user: str) -> None:
     pgid = job_pgid(hub, user)
     resp = hub.api("DELETE", f"/users/{user}/server")
@@ -147,6 +155,21 @@ def tcp_listen_ports(pid: int) -> list[int]:
             if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
                 ports.append(int(fields[1].rsplit(":", 1)[1], 16))
     return ports
+
+
+def assert_x_display_needs_the_cookie(hub: HubProcess, user: str, server: str) -> None:
+    """The session's X display takes a client with the job's cookie and refuses one without."""
+    require("xdpyinfo", shutil.which("xdpyinfo") is not None, "xdpyinfo is missing (Debian: x11-utils)")
+    process(hub, user, server)  # it runs
+    app_dir = hub.job_dir(user) / "app"
+    display = ":" + (app_dir / "display").read_text().strip()
+    env = {"PATH": os.environ["PATH"], "DISPLAY": display}
+    with_cookie = subprocess.run(["xdpyinfo"], env={**env, "XAUTHORITY": str(app_dir / "Xauthority")},
+                                 capture_output=True, text=True, timeout=30)
+    assert with_cookie.returncode == 0, with_cookie.stderr
+    without = subprocess.run(["xdpyinfo"], env={**env, "XAUTHORITY": "/dev/null"},
+                             capture_output=True, text=True, timeout=30)
+    assert without.returncode != 0, f"{server} on {display} let a client in without the cookie"
 
 
 def assert_no_access(resp: Response, hub: HubProcess, what: str) -> None:
@@ -231,13 +254,13 @@ def test_vnc_is_the_sibling_spawners_default_and_runs_without_tcp(hub: HubProces
     # No secret in any command line of the job.
     token = (app_dir / "vnc-tokens").read_text().split(":")[0]
     assert not any(token in " ".join(argv) for argv in cmdlines(hub, "vnc-owner"))
+    assert_x_display_needs_the_cookie(hub, "vnc-owner", "Xvnc")
 
 
 def test_vnc_owner_gets_rfb_and_others_get_nothing(hub: HubProcess) -> None:
     ok, why = vnc_available()
     require("vnc", ok, why)
-    if hub.server_model("vnc-owner") is None:
-        spawn(hub, "vnc-owner", {"profile": "apps"})
+    ensure_running(hub, "vnc-owner", {"profile": "apps"})
     check_cross_user(hub, "vnc-owner", "vnc-other", marker="vnc.html")
 
     owner = {"Authorization": f"token {hub.user_token('vnc-owner')}"}
@@ -303,6 +326,7 @@ def test_xpra_html5_client_behind_the_proxy(hub: HubProcess) -> None:
     timing("REST spawn-to-ready, Xpra", seconds)
     pid, _argv = process(hub, "xpra-owner", "xpra")
     assert tcp_listen_ports(pid) == [], "xpra listens on TCP"
+    assert_x_display_needs_the_cookie(hub, "xpra-owner", "Xvfb")
     check_cross_user(hub, "xpra-owner", "xpra-other", marker="Xpra")
 
 
@@ -324,7 +348,8 @@ def browser_login(driver, hub: HubProcess, user: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver.delete_all_cookies()
+    # Logging out ends the hub's session; cookies of other paths (the apps') stay, as in real use.
+    driver.get(f"{hub.url}/hub/logout")
     driver.get(f"{hub.url}/hub/login")
     driver.find_element(By.ID, "username_input").send_keys(user)
     driver.find_element(By.ID, "password_input").send_keys("any password")
@@ -342,8 +367,7 @@ def test_vnc_desktop_in_chromium_as_owner_and_not_as_another_user(hub: HubProces
 
     ok, why = vnc_available()
     require("vnc", ok, why)
-    if hub.server_model("vnc-owner") is None:
-        spawn(hub, "vnc-owner", {"profile": "apps", "resolution": "1024x768"})
+    ensure_running(hub, "vnc-owner", {"profile": "apps", "resolution": "1024x768"})
     browser_login(driver, hub, "vnc-owner")
     started = time.monotonic()
     driver.get(f"{hub.url}/user/vnc-owner/")
@@ -380,8 +404,7 @@ def test_xpra_in_chromium_as_owner(hub: HubProcess, driver) -> None:
 
     ok, why = xpra_available()
     require("xpra", ok, why)
-    if hub.server_model("xpra-owner") is None:
-        spawn(hub, "xpra-owner", {"profile": "apps", "app": "xpra"})
+    ensure_running(hub, "xpra-owner", {"profile": "apps", "app": "xpra"})
     browser_login(driver, hub, "xpra-owner")
     started = time.monotonic()
     driver.get(f"{hub.url}/user/xpra-owner/")
