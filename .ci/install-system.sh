@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install what the integration tests need outside Python:
 #   - Debian packages: slurm-wlm munge openssh-server chromium chromium-driver sudo procps iproute2
-#     (plus nodejs/npm when npm is missing)
+#     (plus nodejs/npm when npm is missing); for the apps (tests/test_apps_hub.py): the VNC desktop
+#     (tigervnc-standalone-server, websockify, novnc, xauth, twm, xterm, xfonts-base), Xpra with its
+#     HTML5 client (xpra, xvfb) and xdpyinfo (x11-utils) for the X cookie checks
 #   - configurable-http-proxy (npm) into $REPO/node_modules
 #
 # Idempotent: apt runs only when a needed binary is missing, npm only when
@@ -17,7 +19,8 @@ export DEBIAN_FRONTEND=noninteractive
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
-APT_PACKAGES=(slurm-wlm munge openssh-server chromium chromium-driver sudo procps iproute2)
+APT_PACKAGES=(slurm-wlm munge openssh-server chromium chromium-driver sudo procps iproute2
+  tigervnc-standalone-server websockify novnc xauth twm xterm xfonts-base xpra xvfb x11-utils)
 # binary -> package providing it
 declare -A BINARY_PACKAGE=(
   [sbatch]=slurm-wlm
@@ -30,6 +33,20 @@ declare -A BINARY_PACKAGE=(
   [sudo]=sudo
   [ps]=procps
   [ss]=iproute2
+  [Xvnc]=tigervnc-standalone-server
+  [websockify]=websockify
+  [xauth]=xauth
+  [twm]=twm
+  [xterm]=xterm
+  [xpra]=xpra
+  [Xvfb]=xvfb
+  [xdpyinfo]=x11-utils
+)
+# file -> package, for packages without a binary
+declare -A FILE_PACKAGE=(
+  [/usr/share/novnc/vnc.html]=novnc
+  [/usr/share/xpra/www/index.html]=xpra
+  [/usr/share/fonts/X11/misc/fonts.dir]=xfonts-base
 )
 CHP="$REPO/node_modules/.bin/configurable-http-proxy"
 CHP_SPEC='configurable-http-proxy@^4.6'
@@ -44,6 +61,9 @@ missing_binaries() {
   local b
   for b in "${!BINARY_PACKAGE[@]}"; do
     have "$b" || printf '%s\n' "$b"
+  done | sort
+  for f in "${!FILE_PACKAGE[@]}"; do
+    [ -e "$f" ] || printf '%s\n' "$f"
   done | sort
 }
 
@@ -89,7 +109,7 @@ if [ "${#MISSING[@]}" -gt 0 ] || [ "$NEED_NPM" = 1 ]; then
       if [ "${#MISSING[@]}" -gt 0 ]; then
         echo "  missing binaries:"
         for b in "${MISSING[@]}"; do
-          echo "    $b (Debian package ${BINARY_PACKAGE[$b]})"
+          echo "    $b (Debian package ${BINARY_PACKAGE[$b]:-${FILE_PACKAGE[$b]:-?}})"
         done
       fi
       if [ "$NEED_NPM" = 1 ]; then
