@@ -17,6 +17,10 @@ the ordinary one :func:`ensure_login_user` provides.
 Servers never outlive the test process: ``stop()`` runs at interpreter exit (atexit), and when
 ``setpriv`` is at hand sshd is started with a parent-death signal, so even a test process killed
 by SIGKILL takes its sshd along. Only the standard library is used.
+
+Optional, for tests that need another host: ``listen`` (an address other than 127.0.0.1),
+``extra_config`` (more sshd_config lines, e.g. ``GatewayPorts clientspecified``) and ``netns`` (run
+sshd in that network namespace, see :mod:`support.netns`; needs root).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from support.net import free_ports
@@ -105,11 +110,20 @@ def _kill(pids: list[int]) -> None:
 
 
 class SSHServer:
-    """One OpenSSH server on 127.0.0.1 with its own keys, config and known_hosts file."""
+    """One OpenSSH server on 127.0.0.1 with its own keys, config and known_hosts file.
 
-    def __init__(self, base_dir: Path | str, port: int | None = None) -> None:
+    ``listen``, ``extra_config`` and ``netns`` (all optional) put it on another address, add
+    sshd_config lines, and run it inside a network namespace.
+    """
+
+    def __init__(self, base_dir: Path | str, port: int | None = None, *, listen: str = "127.0.0.1",
+                 extra_config: Sequence[str] = (), netns: str | None = None) -> None:
         self.base_dir = Path(base_dir)
+        # Inside a fresh namespace any port is free; a free one here is as good as any.
         self.port = port or free_ports(1)[0]
+        self.listen = listen
+        self.extra_config = list(extra_config)
+        self.netns = netns
         #: The account running the tests, which the key always logs in.
         self.user = pwd.getpwuid(os.getuid()).pw_name
         self.proc: subprocess.Popen[bytes] | None = None
@@ -131,7 +145,7 @@ class SSHServer:
 
     @property
     def known_hosts(self) -> Path:
-        """A known_hosts file that names this server's host key for ``[127.0.0.1]:PORT``."""
+        """A known_hosts file that names this server's host key for ``[LISTEN]:PORT``."""
         return self.base_dir / "known_hosts"
 
     @property
@@ -145,7 +159,7 @@ class SSHServer:
     @property
     def host_entry(self) -> str:
         """The host pattern known_hosts uses for this server (a port other than 22 is bracketed)."""
-        return f"[127.0.0.1]:{self.port}"
+        return f"[{self.listen}]:{self.port}"
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> SSHServer:
@@ -168,6 +182,10 @@ class SSHServer:
             # directory; a container may not have it.
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         argv = [SSHD, "-D", "-e", "-f", str(self.config)]
+        if self.netns is not None:
+            # ip execs sshd after entering the namespace, so self.proc is still sshd's own pid.
+            from support.netns import netns_exec_argv
+            argv = netns_exec_argv(self.netns, argv)
         if shutil.which("setpriv") and threading.current_thread() is threading.main_thread():
             # Parent-death signal: sshd dies with the test process even when that is SIGKILLed and
             # atexit never runs. The signal follows the thread that started sshd, hence main only.
@@ -186,7 +204,7 @@ class SSHServer:
                 return self
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"sshd did not answer on 127.0.0.1:{self.port} within {timeout:g} s; "
+                raise RuntimeError(f"sshd did not answer on {self.listen}:{self.port} within {timeout:g} s; "
                                    f"its log:\n{self.tail()}")
             time.sleep(0.02)
 
@@ -237,8 +255,15 @@ class SSHServer:
 
     # -- internals -------------------------------------------------------------------------
     def _banner_ok(self) -> bool:
+        if self.netns is not None:
+            # The address exists only inside the namespace: probe from a thread that entered it.
+            from support.netns import call_in_netns
+            return call_in_netns(self.netns, self._banner_here)
+        return self._banner_here()
+
+    def _banner_here(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+            with socket.create_connection((self.listen, self.port), timeout=1) as sock:
                 return sock.recv(64).startswith(b"SSH-2.0")
         except OSError:
             return False
@@ -271,7 +296,7 @@ class SSHServer:
             by_root = [f"AuthorizedKeysCommand {cat} {self.authorized_keys}",
                        "AuthorizedKeysCommandUser root"]
         self.config.write_text("\n".join([
-            "ListenAddress 127.0.0.1",
+            f"ListenAddress {self.listen}",
             f"Port {self.port}",
             f"HostKey {self.host_key}",
             f"PidFile {self.base_dir / 'sshd.pid'}",
@@ -292,6 +317,7 @@ class SSHServer:
             "PrintMotd no",
             "PrintLastLog no",
             "LogLevel VERBOSE",
+            *self.extra_config,
             "",
         ]))
         self._prepared = True
