@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pw_spawner.apps import jupyter_launch
+from pw_spawner.apps import AppLaunch, jupyter_launch, rstudio_launch, vnc_launch, xpra_launch
 from pw_spawner.profiles import build_profiles, validate_options
 from pw_spawner.scripts import ScriptRequest, render_script
 
@@ -23,7 +23,24 @@ CASES = {
     "pbs.sh": ("pbs", "gpu", {"environment": "cuda"}),
     "torque.sh": ("torque", "cpu-long", {"memory": "128G", "hours": 36}),
     "local.sh": ("local", "cpu-short", {"environment": "conda-base", "env": {"A": "1"}}),
+    # The apps behind jupyter-standaloneproxy, with the spawner's default settings.
+    "rstudio.sh": ("slurm", "rstudio", {"env": {"R_LIBS_USER": "~/R/4.3"}}),
+    "vnc.sh": ("slurm", "desktop", {"resolution": "1920x1080"}),
+    "xpra.sh": ("pbs", "xpra-gui", {}),
 }
+PROXY = ["jupyter-standaloneproxy"]
+
+
+def app_launch(app: str) -> AppLaunch:
+    """The launch PWSpawner makes for ``app`` with its default traits."""
+    if app == "rstudio":
+        return rstudio_launch(PROXY)
+    if app == "vnc":
+        return vnc_launch(PROXY, geometry="1920x1080",
+                          novnc_dirs=("/usr/share/novnc", "/usr/local/share/novnc", "/opt/novnc"))
+    if app == "xpra":
+        return xpra_launch(PROXY)
+    return jupyter_launch(["jupyterhub-singleuser"], ["--SingleUserNotebookApp.default_url=/lab"], "/lab")
 
 
 def render_case(name: str) -> str:
@@ -33,7 +50,7 @@ def render_case(name: str) -> str:
     return render_script(ScriptRequest(
         selection=selection, scheduler=scheduler, job_name="pw-alice",
         job_dir="/home/alice/.pw_spawner/jobs/pw-alice",
-        app=jupyter_launch(["jupyterhub-singleuser"], ["--SingleUserNotebookApp.default_url=/lab"], "/lab"),
+        app=app_launch(selection.app),
         bind_ip="127.0.0.1" if scheduler == "local" else "0.0.0.0", hub_env=HUB_ENV,
         setup_lines=SETUP_LINES.get(name, []),
     ))

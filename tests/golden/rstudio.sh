@@ -1,0 +1,237 @@
+#!/bin/bash
+#SBATCH --job-name=pw-alice
+#SBATCH --output=/home/alice/.pw_spawner/jobs/pw-alice/job.out
+#SBATCH --open-mode=append
+#SBATCH --partition=short
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=2
+#SBATCH --mem=8192M
+#SBATCH --time=04:00:00
+#
+# pw_spawner job pw-alice
+#   profile:     rstudio (2c, 8G, 04:00:00)
+#   environment: r-4.3
+#   app:         rstudio
+# The job writes its state to service.json in its job directory; the hub reads it.
+
+# No `set -eu`: module and conda activation scripts use unset variables and failing commands;
+# every step below checks its own result and reports it through service.json instead.
+set -o pipefail
+umask 077
+
+PW_JOB_DIR=/home/alice/.pw_spawner/jobs/pw-alice
+PW_JOB_ID="${SLURM_JOB_ID:-${PBS_JOBID:-${PW_LOCAL_JOB_ID:-$$}}}"
+PW_BIND_IP=0.0.0.0
+PW_SLUG=''
+PW_URL=/me
+PW_HOST="$PW_BIND_IP"
+if [ "$PW_HOST" = 0.0.0.0 ]; then PW_HOST="$(hostname)"; fi
+PW_PORT=""
+PW_LOG="$PW_JOB_DIR/job.out"
+mkdir -p "$PW_JOB_DIR" && chmod 0700 "$PW_JOB_DIR"
+# The scheduler starts jobs in the submitting directory (the hub's); apps start from home.
+cd "$HOME" || cd /
+
+# service.json is written whole and renamed into place, so the hub never reads half a file.
+pw_json() {
+    local s="$1"
+    s="${s//\\/\\\\}"; s="${s//\"/\\\"}"; s="${s//$'\n'/\\n}"; s="${s//$'\r'/}"; s="${s//$'\t'/\\t}"
+    printf '"%s"' "$s"
+}
+pw_status() {
+    local tmp="$PW_JOB_DIR/.service.json.$$"
+    printf '{"JOB_STATUS": %s, "URL": %s, "PORT": %s, "SLUG": %s, "HOST": %s, "ERROR_MESSAGE": %s, "JOB_ID": %s}\n' \
+        "$(pw_json "$1")" "$(pw_json "$PW_URL")" "${PW_PORT:-null}" "$(pw_json "$PW_SLUG")" \
+        "$(pw_json "$PW_HOST")" "$(pw_json "${2:-}")" "$(pw_json "$PW_JOB_ID")" >"$tmp" \
+        && mv -f "$tmp" "$PW_JOB_DIR/service.json"
+}
+pw_fail() {
+    echo "pw_spawner: $1" >&2
+    pw_status FAILED "$1"
+    exit 1
+}
+pw_status STARTING "setting up the environment"
+
+# ---- environment: R 4.3 (modules)
+module load R/4.3.1 rstudio-server \
+    || pw_fail 'module load failed: R/4.3.1 rstudio-server'
+
+# ---- environment variables from the spawn page
+export R_LIBS_USER='~/R/4.3'
+
+# ---- from the hub (contains the server's API token: this script is never logged)
+export JUPYTERHUB_API_TOKEN=TOKEN
+export JUPYTERHUB_USER=alice
+export JUPYTERHUB_SERVICE_PREFIX=/user/alice/
+
+# ---- app: rstudio
+# RStudio does not authenticate with the hub: jupyter-standaloneproxy does, in front of it.
+# The app listens on a unix socket in a directory only this job's user can enter, or on 127.0.0.1
+# with a secret of this session, so that nobody else on the node can reach it around the proxy.
+PW_APP_NAME=RStudio
+PW_PROXY=(jupyter-standaloneproxy)
+command -v "${PW_PROXY[0]}" >/dev/null \
+    || pw_fail 'jupyter-standaloneproxy was not found in this environment (pip install '"'"'jupyter-server-proxy[standalone]'"'"')'
+pw_free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+pw_secret() {
+    python3 -c 'import secrets; print(secrets.token_hex(24))'
+}
+PW_PORT="$(pw_free_port)" || pw_fail "python3 is not available to pick a port"
+export JUPYTERHUB_SERVICE_URL="http://${PW_BIND_IP}:${PW_PORT}${JUPYTERHUB_SERVICE_PREFIX:-/}"
+PW_CHECK_HOST="$PW_BIND_IP"
+if [ "$PW_CHECK_HOST" = 0.0.0.0 ]; then PW_CHECK_HOST=127.0.0.1; fi
+
+PW_APP_DIR="$PW_JOB_DIR/app"
+rm -rf "$PW_APP_DIR" && mkdir -m 0700 "$PW_APP_DIR" || pw_fail "cannot make $PW_APP_DIR"
+# A unix socket's path is limited to 107 bytes: a deep job directory gets a private one in /tmp.
+PW_SOCK_DIR="$PW_APP_DIR"
+if [ -n "${PW_SOCK_DIR:80}" ]; then
+    PW_SOCK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/pw-XXXXXXXX")" || pw_fail "cannot make a socket directory"
+fi
+
+# The proxy's configuration: a fix for its websocket authentication (see the file's comments).
+cat >"$PW_APP_DIR/proxy_config.py" <<'PW_PROXY_CONFIG'
+# jupyter-standaloneproxy configuration written by pw_spawner's job and loaded with --config
+# (pw_spawner/templates/standaloneproxy_config.py).
+#
+# jupyter-server-proxy 4.6's standalone handler does not authenticate websocket upgrades: its
+# prepare() is empty, and a websocket GET goes to open() without passing the @web.authenticated
+# method that guards every other request. Anyone who reaches the port could then open the app's
+# websocket (noVNC's desktop, Xpra's session). The wrapper below makes an upgrade need the same hub
+# user as any other request, and answers 403 otherwise. If the module changes shape, this fails and
+# so does the job: closed, not open.
+import jupyter_server_proxy.standalone.app as _pw_standalone_app
+from tornado import web as _pw_web
+
+_pw_make_handler = _pw_standalone_app.make_standalone_proxy
+
+
+def _pw_make_handler_checking_websockets(base_class, kwargs):
+    handler, handler_kwargs = _pw_make_handler(base_class, kwargs)
+    if handler is None:
+        return handler, handler_kwargs
+
+    class PWWebsocketAuthenticatedHandler(handler):
+        async def get(self, *args, **kwargs):
+            upgrade = self.request.headers.get("Upgrade", "").lower() == "websocket"
+            if upgrade and not self.no_authentication and not self.current_user:
+                raise _pw_web.HTTPError(403)
+            return await super().get(*args, **kwargs)
+
+    return PWWebsocketAuthenticatedHandler, handler_kwargs
+
+
+_pw_standalone_app.make_standalone_proxy = _pw_make_handler_checking_websockets
+PW_PROXY_CONFIG
+
+PW_PIDS=()
+pw_stop_all() {
+    local pid
+    for pid in "${PW_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    wait 2>/dev/null
+    [ "$PW_SOCK_DIR" = "$PW_APP_DIR" ] || rm -rf "$PW_SOCK_DIR"
+}
+# Cancelling the job (scancel, qdel, stop) signals this shell: pass it on to every part of the app.
+trap 'pw_stop_all; pw_status CANCELLED "stopped"; exit 0' TERM INT HUP
+
+# pw_wait WHAT PID CHECK...: until CHECK succeeds; fails the job if PID ends or time runs out.
+pw_wait() {
+    local what="$1" pid="$2" waited=0 rc
+    shift 2
+    until "$@"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            wait "$pid"; rc=$?
+            pw_stop_all
+            pw_fail "$what exited with status $rc before it was ready (its output: $PW_LOG)"
+        fi
+        waited=$((waited + 1))
+        if [ "$waited" -gt 1500 ]; then
+            pw_stop_all
+            pw_fail "$what was not ready within 300 s"
+        fi
+        sleep 0.2
+    done
+}
+pw_tcp_ready() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+# pw_xauth DISPLAY: the session's X cookie for DISPLAY in $XAUTHORITY. xauth reads it from stdin, so
+# it never stands in a command line. An X server given -auth takes every entry of the file, whatever
+# its display number, so one for :0 serves until the server has picked its display (-displayfd).
+pw_xauth() {
+    echo "add $1 . $PW_X_COOKIE" | xauth -q -f "$XAUTHORITY" source - || pw_fail "xauth could not write $XAUTHORITY"
+}
+PW_RSERVER=(rserver)
+command -v "${PW_RSERVER[0]}" >/dev/null \
+    || pw_fail 'rserver (RStudio Server) was not found in this environment'
+PW_RSERVER_HELP="$("${PW_RSERVER[@]}" --help 2>&1)"
+pw_rserver_has() { grep -q -e "--$1\b" <<<"$PW_RSERVER_HELP"; }
+# Without a unix socket rserver would listen on a TCP port that every user of the node can reach.
+pw_rserver_has www-socket \
+    || pw_fail "this rserver has no --www-socket option (RStudio Server 2022.07 or newer is needed)"
+PW_RSESSION=("$(dirname "$(command -v "${PW_RSERVER[0]}")")/rsession")
+[ -x "${PW_RSESSION[0]}" ] || PW_RSESSION=(rsession)
+
+pw_status STARTING "starting RStudio"
+PW_RSTUDIO_SOCKET="$PW_SOCK_DIR/rstudio.sock"
+mkdir -m 0700 "$PW_APP_DIR/rstudio-data" || pw_fail "cannot make RStudio's data directory"
+printf 'provider=sqlite\ndirectory=%s\n' "$PW_APP_DIR/rstudio-data" >"$PW_APP_DIR/database.conf"
+pw_secret >"$PW_APP_DIR/secure-cookie-key" || pw_fail "python3 is not available to make a secret"
+# rsession starts with rserver's short environment: the wrapper brings back the job's own (modules,
+# the profile's variables). `export -p` writes it as shell code that reads back as it was.
+export -p >"$PW_APP_DIR/rsession-env.sh"
+{
+    echo '#!/bin/bash'
+    printf '. %q\n' "$PW_APP_DIR/rsession-env.sh"
+    printf 'exec'; printf ' %q' "${PW_RSESSION[@]}"; printf ' "$@"\n'
+} >"$PW_APP_DIR/rsession"
+chmod 0700 "$PW_APP_DIR/rsession"
+
+PW_RSERVER_ARGS=(
+    --www-socket="$PW_RSTUDIO_SOCKET"
+    --www-root-path="${JUPYTERHUB_SERVICE_PREFIX:-/}"
+    --server-user="$(id -un)"
+    --auth-none=1
+    --rsession-path="$PW_APP_DIR/rsession"
+)
+pw_rserver_has server-data-dir && PW_RSERVER_ARGS+=(--server-data-dir="$PW_APP_DIR/rstudio-data")
+pw_rserver_has database-config-file && PW_RSERVER_ARGS+=(--database-config-file="$PW_APP_DIR/database.conf")
+pw_rserver_has secure-cookie-key-file && PW_RSERVER_ARGS+=(--secure-cookie-key-file="$PW_APP_DIR/secure-cookie-key")
+pw_rserver_has server-daemonize && PW_RSERVER_ARGS+=(--server-daemonize=0)
+pw_rserver_has auth-timeout-minutes && PW_RSERVER_ARGS+=(--auth-timeout-minutes=0)
+"${PW_RSERVER[@]}" "${PW_RSERVER_ARGS[@]}" &
+PW_APP_PID=$!
+PW_PIDS+=("$PW_APP_PID")
+pw_wait RStudio "$PW_APP_PID" test -S "$PW_RSTUDIO_SOCKET"
+PW_PROXY_ARGS=(--unix-socket="$PW_RSTUDIO_SOCKET")
+pw_status STARTING "starting the authenticating proxy"
+# jupyter-standaloneproxy (4.6) needs a command to supervise and starts it at the first request.
+# The job has started the app itself (so that a failure shows on the spawn page), and gives the proxy
+# a command that only lives as long as this job.
+"${PW_PROXY[@]}" --config="$PW_APP_DIR/proxy_config.py" --address="$PW_BIND_IP" --port="$PW_PORT" \
+    "${PW_PROXY_ARGS[@]}" \
+    -- tail --pid="$$" -f /dev/null &
+PW_PROXY_PID=$!
+PW_PIDS+=("$PW_PROXY_PID")
+pw_wait jupyter-standaloneproxy "$PW_PROXY_PID" pw_tcp_ready "$PW_CHECK_HOST" "$PW_PORT"
+pw_status RUNNING ""
+
+# The session lasts while both the app and the proxy do (helpers such as a terminal may come and go).
+while kill -0 "$PW_APP_PID" 2>/dev/null && kill -0 "$PW_PROXY_PID" 2>/dev/null; do
+    wait -n 2>/dev/null || sleep 1
+done
+if kill -0 "$PW_APP_PID" 2>/dev/null; then
+    pw_stop_all
+    pw_status FAILED "jupyter-standaloneproxy exited (its output: $PW_LOG)"
+    exit 1
+fi
+wait "$PW_APP_PID"
+PW_RC=$?
+pw_stop_all
+if [ "$PW_RC" -eq 0 ]; then
+    pw_status COMPLETED ""
+else
+    pw_status FAILED "$PW_APP_NAME exited with status $PW_RC (its output: $PW_LOG)"
+fi
+exit "$PW_RC"

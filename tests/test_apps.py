@@ -1,0 +1,177 @@
+"""The apps' launches without a hub: what each app renders, the sibling spawners' defaults, the desktop
+size option, and the job's own failure reports (a missing noVNC, an rserver too old for a unix socket).
+
+The end-to-end runs through a real hub and browser are in test_apps_hub.py; the rendered scripts are
+compared with tests/golden/{rstudio,vnc,xpra}.sh by test_scripts.py.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from traitlets import TraitError
+
+from pw_spawner.apps import RESOLUTIONS, rstudio_launch, vnc_launch, xpra_launch
+from pw_spawner.form import options_from_form, render_form
+from pw_spawner.profiles import OptionsError, build_profiles, validate_options
+from pw_spawner.scripts import ScriptRequest, render_script
+from pw_spawner.spawner import PWRStudioSpawner, PWSpawner, PWVNCSpawner, PWXpraSpawner
+from pw_spawner.testing.spawners import make_spawner
+
+REPO = Path(__file__).resolve().parent.parent
+APPS_PROFILE = {"slug": "apps", "display_name": "Apps", "apps": ["jupyter", "vnc", "xpra", "rstudio"]}
+JUPYTER_ONLY = {"slug": "lab", "display_name": "Lab"}
+FAKE_RSERVER = [sys.executable, "-m", "pw_spawner.testing.fake_rserver"]
+
+
+def spawner(cls: type[PWSpawner] = PWSpawner, options: dict | None = None, **traits) -> PWSpawner:
+    return make_spawner(cls, profile_list=[APPS_PROFILE, JUPYTER_ONLY], user_options=options or {},
+                        **traits)
+
+
+# ------------------------------------------------------------------------------- selection
+
+
+@pytest.mark.parametrize(("cls", "app"), [(PWSpawner, "jupyter"), (PWRStudioSpawner, "rstudio"),
+                                          (PWVNCSpawner, "vnc"), (PWXpraSpawner, "xpra")])
+async def test_sibling_spawners_start_their_app_when_none_is_chosen(cls, app) -> None:
+    selection = await spawner(cls, {"profile": "apps"}).selection()
+    assert selection.app == app
+    launch = spawner(cls).app_launch(selection)
+    assert launch.template == f"app_{app}.sh.j2"
+    assert bool(launch.proxy) == (app != "jupyter")  # everything but Jupyter sits behind the proxy
+
+
+async def test_a_chosen_app_wins_and_a_profile_without_the_default_app_keeps_its_own() -> None:
+    assert (await spawner(PWVNCSpawner, {"profile": "apps", "app": "rstudio"}).selection()).app == "rstudio"
+    assert (await spawner(PWVNCSpawner, {"profile": "lab"}).selection()).app == "jupyter"
+
+
+async def test_an_app_the_profile_does_not_offer_is_refused() -> None:
+    with pytest.raises(Exception, match="is not offered"):
+        await spawner(PWVNCSpawner, {"profile": "lab", "app": "vnc"}).selection()
+
+
+# ------------------------------------------------------------------------------- resolution
+
+
+def test_resolution_is_checked_and_kept_only_for_the_desktop() -> None:
+    profiles = build_profiles([APPS_PROFILE])
+    assert validate_options(profiles, {"app": "vnc", "resolution": "1920x1080"}).resolution == "1920x1080"
+    # The form posts the size with every app of the profile; only the desktop uses it.
+    assert validate_options(profiles, {"app": "xpra", "resolution": "1920x1080"}).resolution is None
+    for bad in ("1920x1080; rm -rf ~", "99999x1", "1920X1080", ["1920x1080"], 1920):
+        with pytest.raises(OptionsError) as info:
+            validate_options(profiles, {"app": "vnc", "resolution": bad})
+        assert info.value.field == "resolution"
+
+
+async def test_sibling_default_app_keeps_the_resolution() -> None:
+    s = spawner(PWVNCSpawner, {"profile": "apps", "resolution": "1024x768"})
+    selection = await s.selection()
+    assert (selection.app, selection.resolution) == ("vnc", "1024x768")
+    assert s.app_launch(selection).options["geometry"] == "1024x768"
+    assert spawner(PWVNCSpawner).app_launch(await spawner(PWVNCSpawner, {"profile": "apps"}).selection()) \
+        .options["geometry"] == "1280x800"
+
+
+def test_admin_geometry_is_validated() -> None:
+    with pytest.raises(TraitError):
+        spawner(PWVNCSpawner, vnc_geometry="huge")
+    assert spawner(PWVNCSpawner, vnc_geometry="1600x900").vnc_geometry == "1600x900"
+
+
+def test_form_offers_the_desktop_size_for_profiles_with_the_desktop() -> None:
+    profiles = build_profiles([APPS_PROFILE, JUPYTER_ONLY])
+    html = render_form(profiles)
+    assert 'name="resolution--apps"' in html and 'name="resolution--lab"' not in html
+    assert all(f'value="{r}"' in html for r in RESOLUTIONS)
+    options = options_from_form({"profile": ["apps"], "app--apps": ["vnc"], "resolution--apps": ["1440x900"]})
+    assert options["resolution"] == "1440x900"
+    html = render_form(profiles, values={"profile": "apps", "resolution": "1440x900"})
+    assert 'value="1440x900" selected' in html
+
+
+# ------------------------------------------------------------------------------- launches
+
+
+def test_launch_arguments_are_quoted_in_the_script() -> None:
+    profiles = build_profiles([APPS_PROFILE])
+    hostile = "fiji --title 'a b' ; touch /tmp/pw-owned $(id)"
+    selection = validate_options(profiles, {"app": "xpra"})
+    script = render_script(ScriptRequest(selection=selection, scheduler="local", job_name="pw-t",
+                                         job_dir="/tmp/pw-t", app=xpra_launch(["jupyter-standaloneproxy"],
+                                                                              start_command=hostile)))
+    line = next(line for line in script.splitlines() if "--start-child=" in line)
+    words = shlex.split(line.rstrip("\\"))
+    assert f"--start-child={hostile}" in words
+
+
+def test_launch_helpers_refuse_empty_commands() -> None:
+    with pytest.raises(ValueError):
+        vnc_launch([])
+    with pytest.raises(ValueError):
+        rstudio_launch(["jupyter-standaloneproxy"], rserver=[])
+    with pytest.raises(ValueError):
+        xpra_launch(["jupyter-standaloneproxy"], start_command="  ")
+
+
+def test_entry_points_name_the_sibling_spawners() -> None:
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    lines = config["options.entry_points"]["jupyterhub.spawners"].split("\n")
+    points = dict(line.replace(" ", "").split("=") for line in lines if line.strip())
+    assert points["pw-rstudio"] == "pw_spawner.spawner:PWRStudioSpawner"
+    assert points["pw-vnc"] == "pw_spawner.spawner:PWVNCSpawner"
+    assert points["pw-xpra"] == "pw_spawner.spawner:PWXpraSpawner"
+
+
+# ------------------------------------------------------------------------------- the job's reports
+
+
+def run_job(tmp_path: Path, s: PWSpawner, options: dict, env: dict | None = None,
+            timeout: float = 60) -> dict:
+    """Render the job for ``options`` and run it with bash; returns its last service.json."""
+    selection = validate_options(build_profiles([APPS_PROFILE]), options)
+    job_dir = tmp_path / "job"
+    script = tmp_path / "job.sh"
+    script.write_text(s.render(selection, str(job_dir), {"JUPYTERHUB_SERVICE_PREFIX": "/user/alice/"}))
+    run_env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               "HOME": str(tmp_path), **(env or {})}
+    done = subprocess.run(["bash", str(script)], env=run_env, capture_output=True, text=True, timeout=timeout)
+    return {"rc": done.returncode, "stderr": done.stderr,
+            **json.loads((job_dir / "service.json").read_text())}
+
+
+def test_rserver_without_www_socket_is_refused(tmp_path: Path) -> None:
+    s = spawner(PWRStudioSpawner, rstudio_rserver_cmd=FAKE_RSERVER)
+    started = time.monotonic()
+    result = run_job(tmp_path, s, {"app": "rstudio"}, env={"PW_FAKE_RSERVER_WITHOUT": "www-socket"})
+    assert result["JOB_STATUS"] == "FAILED", result
+    assert "no --www-socket" in result["ERROR_MESSAGE"]
+    assert not (tmp_path / "job" / "app" / "rstudio.sock").exists()
+    assert time.monotonic() - started < 30
+
+
+def test_missing_novnc_is_reported(tmp_path: Path) -> None:
+    s = spawner(PWVNCSpawner, novnc_dirs=[str(tmp_path / "no-novnc")], vnc_server="bash",
+                websockify_cmd=["bash"])
+    result = run_job(tmp_path, s, {"app": "vnc"})
+    assert result["JOB_STATUS"] == "FAILED", result
+    assert "noVNC (vnc.html) was not found" in result["ERROR_MESSAGE"]
+
+
+def test_missing_standaloneproxy_is_reported(tmp_path: Path) -> None:
+    s = spawner(PWXpraSpawner, standaloneproxy_cmd=["no-such-standaloneproxy"])
+    result = run_job(tmp_path, s, {"app": "xpra"})
+    assert result["JOB_STATUS"] == "FAILED", result
+    assert "no-such-standaloneproxy was not found" in result["ERROR_MESSAGE"]
+    assert "jupyter-server-proxy[standalone]" in result["ERROR_MESSAGE"]
