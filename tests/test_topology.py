@@ -13,6 +13,9 @@ a local forward to the app through the login node's sshd and a reverse forward o
 hub API bound on the login node's node-side address. The app's answer arriving on 127.0.0.1 in
 the hub, and the app's own GET of JUPYTERHUB_API_URL reaching the hub API, can then only have
 travelled through the SSH connection: the tunnel and the hub-API reverse forward cross hosts.
+Last, a whole PWSpawner runs on the hub host (the test's thread enters the hub namespace) with the
+``controller`` target: its job starts on the login node over SSH, the tunnel process it starts
+runs on the hub, and the job reaches the hub API through the reverse forward.
 
 Needs root (namespaces) and OpenSSH's sshd; skipped without them outside CI.
 """
@@ -23,6 +26,7 @@ import asyncio
 import contextlib
 import errno
 import json
+import os
 import secrets
 import socket
 import subprocess
@@ -35,13 +39,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import SIMPLE_PROFILES
+from jupyterhub.objects import Hub
 from support.netns import Topology, netns_available
 from support.requirements import require
-from support.sshd import SSHServer, sshd_available
+from support.sshd import SSHServer, ensure_login_user, sshd_available
 
-from pw_spawner.remote.ssh import SSHTarget
+from pw_spawner.remote.ssh import SSHTarget, close_all
 from pw_spawner.remote.tunnel import TunnelError
 from pw_spawner.remote.tunnel_client import TunnelProcessClient
+from pw_spawner.testing.spawners import make_spawner
 
 pytestmark = pytest.mark.ssh
 
@@ -237,3 +244,53 @@ async def test_tunnel_and_hub_api_reverse_forward_cross_hosts(
     assert topology.call("hub", connect_error, "127.0.0.1", local_port) is not None
     wait_until(lambda: topology.call("node", connect_error, LOGIN_NODE_SIDE, HUB_API_FORWARD_PORT)
                is not None, "the reverse forward's port closes on the login node")
+
+
+@pytest.fixture
+def on_the_hub(topology) -> Iterator[None]:
+    """This test's own thread (its event loop) on the hub host: the spawner's SSH connections and
+    the tunnel process it starts are then the hub's. Left before the namespaces go."""
+    before = os.stat("/proc/thread-self/ns/net").st_ino
+    with topology.entered("hub"):
+        yield
+    assert os.stat("/proc/thread-self/ns/net").st_ino == before, "the test thread must come back"
+
+
+async def test_spawner_on_the_hub_reaches_its_app_and_the_app_the_hub_api(
+        topology, login_sshd, hub_api, fake_app_for_others, tmp_path, on_the_hub):
+    # The spawner, on the hub host, with the controller target: the job runs on the login node.
+    assert connect_error(NODE_ADDR, APP_PORT, timeout=1) is not None  # we are on the hub now
+    user = ensure_login_user()
+    tunnel_dir = tmp_path / "tun"
+    tunnel_dir.mkdir(mode=0o700)
+    resource = {"name": "topo", "host": LOGIN_HUB_SIDE, "port": login_sshd.port, "ssh_user": user.pw_name,
+                "key_file": str(login_sshd.client_key), "known_hosts": str(login_sshd.known_hosts),
+                "scheduler": "controller", "job_dir_root": "~/.pw_spawner/jobs",
+                "hub_api_forward": {"bind_host": LOGIN_NODE_SIDE, "bind_port": HUB_API_FORWARD_PORT,
+                                    "connect_host": LOGIN_NODE_SIDE}}
+    spawner = make_spawner(profile_list=SIMPLE_PROFILES, resources=[resource], cmd=fake_app_for_others,
+                           tunnel_socket=str(tunnel_dir / "t.sock"), status_interval=0.2,
+                           stop_timeout=15, user_options={"resource": "topo"})
+    spawner.hub = Hub(ip="127.0.0.1", port=hub_api.port, base_url="/hub/")
+    try:
+        url = await asyncio.wait_for(spawner.start(), 20)
+        assert url == f"http://127.0.0.1:{spawner.tunnel_port}"
+        check = (await asyncio.to_thread(topology.call, "hub", http_get, url + "/user/alice/hub-check"))
+        assert check["user"] == "alice"
+        seen = check["hub_api"]
+        assert seen.get("status") == 200, seen
+        assert seen["url"] == f"http://{LOGIN_NODE_SIDE}:{HUB_API_FORWARD_PORT}/hub/api"
+        assert json.loads(seen["body"])["stand_in_hub"] == hub_api.nonce
+        # The job runs on the login node, the tunnel process the spawner started on the hub host.
+        pid_file = Path(spawner.job.job_dir, "job.pid")  # the login node's home is this machine's
+        job_pid = int((await asyncio.to_thread(pid_file.read_text)).split()[0])
+        assert job_pid in topology.pids("login")
+        pid = (await spawner.tunnels().stats())["pid"]
+        assert pid in topology.pids("hub")
+        await spawner.stop()
+        assert spawner.job is None
+    finally:
+        if spawner.job is not None:
+            with contextlib.suppress(Exception):
+                await spawner.stop()
+        await close_all()

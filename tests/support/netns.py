@@ -16,7 +16,9 @@ links away is unreachable, as a compute node behind a login node is.
 :func:`call_in_netns` runs a function in a fresh thread that has entered the namespace (setns(2)
 applies to the calling thread only), so the test process can open sockets "on" another host without
 starting a process. Sockets keep the namespace they were made in, so a listening socket made there
-keeps serving there from any thread.
+keeps serving there from any thread. :func:`entered` moves the calling thread itself (the test's
+event loop) into a namespace for a block, so code under test that opens connections and starts
+processes (a spawner, its tunnel process) runs "on" that host.
 
 Cleanup kills every process in the namespaces (``ip netns pids``, which also catches sshd's
 sessions) before deleting them: a namespace with a live process would outlive ``ip netns del``.
@@ -35,10 +37,10 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["Topology", "call_in_netns", "netns_available", "netns_exec_argv"]
+__all__ = ["Topology", "call_in_netns", "entered", "netns_available", "netns_exec_argv"]
 
 T = TypeVar("T")
 
@@ -83,15 +85,36 @@ def call_in_netns(name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) ->
     return outcome["value"]
 
 
+@contextlib.contextmanager
+def entered(name: str) -> Iterator[None]:
+    """The calling thread inside namespace ``name`` for the block, then back where it was.
+
+    Threads and processes started meanwhile stay in ``name``; sockets opened meanwhile stay there too.
+    """
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _enter(name)
+        try:
+            yield
+        finally:
+            _setns(own, "the test's own namespace")
+    finally:
+        os.close(own)
+
+
 def _enter(name: str) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns into {name}: {os.strerror(err)}")
+        _setns(fd, name)
     finally:
         os.close(fd)
+
+
+def _setns(fd: int, what: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns into {what}: {os.strerror(err)}")
 
 
 def _ip(*args: str) -> None:
@@ -154,6 +177,10 @@ class Topology:
     def call(self, role: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` run inside ``role``'s namespace (see :func:`call_in_netns`)."""
         return call_in_netns(self.name(role), fn, *args, **kwargs)
+
+    def entered(self, role: str) -> contextlib.AbstractContextManager[None]:
+        """The calling thread inside ``role``'s namespace for a block (see :func:`entered`)."""
+        return entered(self.name(role))
 
     def pids(self, role: str) -> list[int]:
         """Every process inside ``role``'s namespace."""
