@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install what the integration tests need outside Python:
 #   - Debian packages: slurm-wlm munge openssh-server chromium chromium-driver sudo procps iproute2
-#     (plus nodejs/npm when npm is missing); for the apps (tests/test_apps_hub.py): the VNC desktop
-#     (tigervnc-standalone-server, websockify, novnc, xauth, twm, xterm, xfonts-base), Xpra with its
-#     HTML5 client (xpra, xvfb) and xdpyinfo (x11-utils) for the X cookie checks
+#     (plus nodejs/npm when npm is missing); for the apps (tests/test_apps_hub.py): the VNC
+#     desktop (tigervnc-standalone-server, websockify, novnc, xauth, twm, xterm, xfonts-base,
+#     xfonts-75dpi), Xpra with its HTML5 client (xpra, xvfb) and xdpyinfo (x11-utils) for the X
+#     cookie checks
 #   - configurable-http-proxy (npm) into $REPO/node_modules
 #
 # Idempotent: apt runs only when a needed binary is missing, npm only when
@@ -20,7 +21,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 APT_PACKAGES=(slurm-wlm munge openssh-server chromium chromium-driver sudo procps iproute2
-  tigervnc-standalone-server websockify novnc xauth twm xterm xfonts-base xpra xvfb x11-utils)
+  tigervnc-standalone-server websockify novnc xauth twm xterm xfonts-base xfonts-75dpi xpra xvfb
+  x11-utils)
 # binary -> package providing it
 declare -A BINARY_PACKAGE=(
   [sbatch]=slurm-wlm
@@ -47,6 +49,8 @@ declare -A FILE_PACKAGE=(
   [/usr/share/novnc/vnc.html]=novnc
   [/usr/share/xpra/www/index.html]=xpra
   [/usr/share/fonts/X11/misc/fonts.dir]=xfonts-base
+  # twm's title font (without it twm exits in a UTF-8 locale)
+  [/usr/share/fonts/X11/75dpi/fonts.dir]=xfonts-75dpi
 )
 CHP="$REPO/node_modules/.bin/configurable-http-proxy"
 CHP_SPEC='configurable-http-proxy@^4.6'

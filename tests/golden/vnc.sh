@@ -183,7 +183,13 @@ pw_wait "the VNC server" "$PW_APP_PID" test -S "$PW_VNC_SOCKET"
 export DISPLAY=":$(cat "$PW_APP_DIR/display")"
 pw_xauth "$DISPLAY"
 
-# A window manager (the first found) and a terminal.
+# A terminal and a window manager (the first found). The terminal comes first: a window manager
+# adopts the windows it finds, while some (twm) ask for a click to place a window that appears later.
+if command -v xterm >/dev/null; then
+    xterm &
+    PW_PIDS+=($!)
+    sleep 1
+fi
 for pw_wm in xfce4-session startxfce4 openbox-session twm ; do
     if command -v "$pw_wm" >/dev/null; then
         "$pw_wm" &
@@ -191,10 +197,6 @@ for pw_wm in xfce4-session startxfce4 openbox-session twm ; do
         break
     fi
 done
-if command -v xterm >/dev/null; then
-    xterm &
-    PW_PIDS+=($!)
-fi
 
 pw_status STARTING "starting noVNC"
 # websockify serves noVNC's files to anyone on the node (they are public), but bridges a websocket to
