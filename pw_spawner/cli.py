@@ -18,8 +18,8 @@ from typing import Any
 
 from traitlets.config import Config, PyFileConfigLoader
 
-from .apps import jupyter_launch
-from .profiles import OptionsError, Profile, ProfileError, build_profiles, validate_options
+from .apps import PROXIED_APPS, AppLaunch, jupyter_launch, proxied_launch
+from .profiles import OptionsError, Profile, ProfileError, Selection, build_profiles, validate_options
 from .resources import ResourceError, build_resources
 from .scripts import ScriptRequest, render_script, safe_job_name
 
@@ -75,6 +75,17 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
     return values
 
 
+def _app_launch(selection: Selection, settings: dict[str, Any]) -> AppLaunch:
+    """The launch the spawner would make, from the config's settings and PWSpawner's defaults."""
+    if selection.app not in PROXIED_APPS:
+        return jupyter_launch(settings.get("cmd") or ["jupyterhub-singleuser"], [])
+    from .spawner import PWSpawner  # the hub's classes, only when an app needs the defaults
+
+    traits = PWSpawner.class_traits()
+    return proxied_launch(selection.app, lambda name: settings.get(name, traits[name].default()),
+                          selection.resolution)
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     settings = spawner_settings(config)
@@ -100,7 +111,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         scheduler=scheduler,
         job_name=job_name,
         job_dir=f"{root}/{job_name}",
-        app=jupyter_launch(settings.get("cmd") or ["jupyterhub-singleuser"], []),
+        app=_app_launch(selection, settings),
         bind_ip=settings.get("bind_ip") or ("127.0.0.1" if scheduler == "local" else "0.0.0.0"),
         hub_env=PLACEHOLDER_HUB_ENV,
         start_timeout=settings.get("job_start_timeout", 300),

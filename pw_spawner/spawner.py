@@ -32,7 +32,7 @@ from traitlets import (
     validate,
 )
 
-from .apps import AppLaunch, jupyter_launch, rstudio_launch, vnc_launch, xpra_launch
+from .apps import PROXIED_APPS, AppLaunch, jupyter_launch, proxied_launch
 from .apps.vnc import check_geometry
 from .apps.xpra import DEFAULT_XPRA_ARGS, DEFAULT_XVFB
 from .errors import spawn_error
@@ -506,22 +506,11 @@ class PWSpawner(Spawner):
 
     def app_launch(self, selection: Selection) -> AppLaunch:
         """What the job starts for the app the user chose (``selection.app``)."""
-        proxy = self.standaloneproxy_cmd
         try:
             if selection.app == "jupyter":
                 return jupyter_launch(self.cmd, self.get_args(), self.default_url)
-            if selection.app == "rstudio":
-                return rstudio_launch(proxy, rserver=self.rstudio_rserver_cmd,
-                                      rsession=self.rstudio_rsession_cmd, extra_args=self.rstudio_args)
-            if selection.app == "vnc":
-                return vnc_launch(proxy, vnc_server=self.vnc_server,
-                                  geometry=selection.resolution or self.vnc_geometry,
-                                  xstartup=self.vnc_xstartup, window_managers=self.vnc_window_managers,
-                                  terminal=self.vnc_terminal, novnc_dirs=self.novnc_dirs,
-                                  websockify=self.websockify_cmd)
-            if selection.app == "xpra":
-                return xpra_launch(proxy, xpra=self.xpra_cmd, start_command=self.xpra_start_command,
-                                   extra_args=self.xpra_args, xvfb=self.xpra_xvfb_cmd)
+            if selection.app in PROXIED_APPS:
+                return proxied_launch(selection.app, lambda name: getattr(self, name), selection.resolution)
         except ValueError as exc:
             raise spawn_error(f"The {selection.app} app is misconfigured; please tell the administrators.",
                               reason="bad-app", log_message=str(exc)) from None

@@ -17,9 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
+from scriptcases import CASES
+from scriptcases import app_launch as scriptcase_launch
 from traitlets import TraitError
 
 from pw_spawner.apps import RESOLUTIONS, rstudio_launch, vnc_launch, xpra_launch
+from pw_spawner.cli import main as cli_main
 from pw_spawner.form import options_from_form, render_form
 from pw_spawner.profiles import OptionsError, build_profiles, validate_options
 from pw_spawner.scripts import ScriptRequest, render_script
@@ -122,6 +125,24 @@ def test_launch_helpers_refuse_empty_commands() -> None:
         rstudio_launch(["jupyter-standaloneproxy"], rserver=[])
     with pytest.raises(ValueError):
         xpra_launch(["jupyter-standaloneproxy"], start_command="  ")
+
+
+@pytest.mark.parametrize("case", ["rstudio.sh", "vnc.sh", "xpra.sh"])
+async def test_golden_launches_are_the_spawners_defaults(case) -> None:
+    # The golden scripts render scriptcases' launches; they must be what PWSpawner makes.
+    _scheduler, profile, options = CASES[case]
+    s = make_spawner(PWSpawner, profiles_dir=str(REPO / "profiles"),
+                     user_options={"profile": profile, **options})
+    selection = await s.selection()
+    assert s.app_launch(selection) == scriptcase_launch(selection.app)
+
+
+def test_cli_renders_the_chosen_app(capsys) -> None:
+    assert cli_main(["render", "--profiles", str(REPO / "profiles"), "--profile", "desktop",
+                     "--set", "resolution=1440x900"]) == 0
+    script = capsys.readouterr().out
+    assert "-geometry 1440x900" in script and "jupyter-standaloneproxy" in script
+    assert "jupyterhub-singleuser" not in script
 
 
 def test_entry_points_name_the_sibling_spawners() -> None:

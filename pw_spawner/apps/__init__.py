@@ -11,7 +11,7 @@ unix socket in the job's 0700 directory where it can, otherwise on 127.0.0.1 wit
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,4 +37,31 @@ from .rstudio import rstudio_launch  # noqa: E402
 from .vnc import RESOLUTIONS, vnc_launch  # noqa: E402
 from .xpra import xpra_launch  # noqa: E402
 
-__all__ = ["RESOLUTIONS", "AppLaunch", "jupyter_launch", "rstudio_launch", "vnc_launch", "xpra_launch"]
+#: The apps behind jupyter-standaloneproxy, which :func:`proxied_launch` makes.
+PROXIED_APPS = ("rstudio", "vnc", "xpra")
+
+
+def proxied_launch(app: str, setting: Callable[[str], Any], resolution: str | None = None) -> AppLaunch:
+    """The launch of ``rstudio``, ``vnc`` or ``xpra`` from the spawner's settings.
+
+    ``setting(name)`` returns the value of PWSpawner's trait ``name`` (the spawner's own, or a
+    config's for ``pw-spawner render``); ``resolution`` is the user's desktop size, if any.
+    Raises ValueError for an unknown app or a setting the launch refuses.
+    """
+    proxy = setting("standaloneproxy_cmd")
+    if app == "rstudio":
+        return rstudio_launch(proxy, rserver=setting("rstudio_rserver_cmd"),
+                              rsession=setting("rstudio_rsession_cmd"), extra_args=setting("rstudio_args"))
+    if app == "vnc":
+        return vnc_launch(proxy, vnc_server=setting("vnc_server"),
+                          geometry=resolution or setting("vnc_geometry"), xstartup=setting("vnc_xstartup"),
+                          window_managers=setting("vnc_window_managers"), terminal=setting("vnc_terminal"),
+                          novnc_dirs=setting("novnc_dirs"), websockify=setting("websockify_cmd"))
+    if app == "xpra":
+        return xpra_launch(proxy, xpra=setting("xpra_cmd"), start_command=setting("xpra_start_command"),
+                           extra_args=setting("xpra_args"), xvfb=setting("xpra_xvfb_cmd"))
+    raise ValueError(f"{app!r} is not an app behind the proxy (those are {', '.join(PROXIED_APPS)})")
+
+
+__all__ = ["PROXIED_APPS", "RESOLUTIONS", "AppLaunch", "jupyter_launch", "proxied_launch", "rstudio_launch",
+           "vnc_launch", "xpra_launch"]
