@@ -122,3 +122,19 @@ async def test_restart_reattaches_and_finds_leftovers(slurm_cluster, slurm_spawn
     await fresh.start()
     assert fresh.job.job_id != orphan
     assert "CANCELLED" in await wait_cancelled(slurm_cluster, orphan)
+
+
+async def test_another_accounts_job_with_the_same_name_is_left_alone(slurm_cluster, slurm_spawner):
+    # Anyone on a cluster can name a job "pw-pwtestuser"; the leftover search must not touch it.
+    submitted = slurm_cluster.run("sbatch", "--parsable", f"--job-name=pw-{USER}", "--cpus-per-task=1",
+                                  "--mem=64M", "--output=/dev/null", "--wrap=sleep 120")
+    other = submitted.stdout.strip().split(";")[0]
+    assert other.isdigit(), submitted
+    try:
+        spawner = slurm_spawner()
+        await spawner.start()
+        assert spawner.job.job_id != other
+        assert squeue(slurm_cluster, other).split("|")[1] in ("RUNNING", "PENDING")
+        await spawner.stop()
+    finally:
+        slurm_cluster.run("scancel", other)

@@ -57,6 +57,11 @@ class Executor(abc.ABC):
     async def home(self) -> str:
         """The home directory of the account jobs run as."""
 
+    @property
+    @abc.abstractmethod
+    def account(self) -> str:
+        """The account commands run as (whose jobs a leftover search may cancel)."""
+
     async def read_file(self, path: str, timeout: float = 15) -> str | None:
         """A small text file's contents, or None when it does not exist (yet)."""
         # C locale: "No such file" is how a missing file is told, whatever the login node's language.
@@ -110,6 +115,12 @@ class LocalExecutor(Executor):
             raise
         return CommandResult(tuple(full), proc.returncode or 0, out.decode(errors="replace"),
                              err.decode(errors="replace"))
+
+    @property
+    def account(self) -> str:
+        if self.prefix and self.username:
+            return self.username
+        return pwd.getpwuid(os.getuid()).pw_name
 
     async def home(self) -> str:
         if self.prefix and self.username:

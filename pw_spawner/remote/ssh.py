@@ -353,6 +353,10 @@ class SSHExecutor(Executor):
         argv = tuple(str(word) for word in argv)
         return await self._execute(argv, self.command_line(argv), input, timeout)
 
+    @property
+    def account(self) -> str:
+        return self.target.username
+
     async def home(self) -> str:
         if self._home is None:
             result = await self._execute(("printf", "%s", "$HOME"), 'printf %s "$HOME"', None, 30)

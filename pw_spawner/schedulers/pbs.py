@@ -158,7 +158,8 @@ class PBSScheduler(Scheduler):
             raise SchedulerError(f"could not cancel job {job.job_id}: {result.message()}")
 
     async def find(self, executor: Executor, name: str, job_dir: str) -> list[str]:
-        result = await executor.run(["qselect", "-N", name])
+        # Only this account's jobs (see SlurmScheduler.find).
+        result = await executor.run(["qselect", "-N", name, "-u", executor.account])
         if not result.ok:
             raise SchedulerError(f"cannot list jobs: {result.message()}")
         return [line.strip() for line in result.stdout.splitlines() if line.strip()]

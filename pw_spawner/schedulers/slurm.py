@@ -161,7 +161,9 @@ class SlurmScheduler(Scheduler):
             raise SchedulerError(f"could not cancel job {job.job_id}: {result.message()}")
 
     async def find(self, executor: Executor, name: str, job_dir: str) -> list[str]:
-        result = await executor.run(["squeue", "-h", "-n", name, "-o", SQUEUE_FORMAT])
+        # Only this account's jobs: anyone on the cluster may name a job "pw-alice", and cancelling
+        # it would fail (or, run as a Slurm operator, succeed) and block alice's spawn.
+        result = await executor.run(["squeue", "-h", "--me", "-n", name, "-o", SQUEUE_FORMAT])
         if not result.ok:
             raise SchedulerError(f"cannot list jobs: {result.message()}")
         return [i for i, info in parse_squeue(result.stdout).items() if not info.state.finished]
