@@ -294,3 +294,19 @@ async def test_spawner_on_the_hub_reaches_its_app_and_the_app_the_hub_api(
             with contextlib.suppress(Exception):
                 await spawner.stop()
         await close_all()
+
+
+async def test_reverse_forward_without_gatewayports_is_an_error_not_a_dead_url(topology, hub_api, tunnel,
+                                                                                tmp_path):
+    # OpenSSH's default GatewayPorts no: sshd accepts the request but binds loopback only.
+    server = SSHServer(tmp_path / "sshd-default", listen=LOGIN_HUB_SIDE, netns=topology.name("login"))
+    server.start()
+    try:
+        target = SSHTarget(host=LOGIN_HUB_SIDE, port=server.port, username=server.user,
+                           known_hosts=str(server.known_hosts), key_file=str(server.client_key))
+        with pytest.raises(TunnelError, match="GatewayPorts clientspecified"):
+            await tunnel.reverse("topo-hub-api", target, LOGIN_NODE_SIDE, HUB_API_FORWARD_PORT,
+                                 hub_api.port)
+        assert (await tunnel.stats())["forwards"] == 0
+    finally:
+        server.stop()

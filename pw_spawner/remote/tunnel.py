@@ -177,6 +177,14 @@ class TunnelService:
                 listener = await conn.forward_remote_port(
                     forward.remote_host, forward.remote_port, "127.0.0.1", forward.local_port)
                 forward.remote_port = listener.get_port()
+                if not await self._reachable_on_login_node(conn, forward):
+                    listener.close()
+                    forward.error = (
+                        f"{where}: sshd did not listen on {forward.remote_host}:{forward.remote_port} "
+                        "(it bound loopback only: binding beyond loopback needs GatewayPorts "
+                        "clientspecified in the login node's sshd_config)")
+                    log.warning("forward %s: %s", forward.key, forward.error)
+                    return
         except asyncssh.ChannelListenError as exc:
             forward.error = (f"{where}: sshd refused to listen on {forward.remote_host}:"
                              f"{forward.remote_port} ({exc}; binding beyond loopback needs "
@@ -190,6 +198,24 @@ class TunnelService:
             log.info("forward %s up: %s", forward.key, forward.describe())
             return
         log.warning("forward %s: %s", forward.key, forward.error)
+
+    @staticmethod
+    async def _reachable_on_login_node(conn: asyncssh.SSHClientConnection, forward: Forward) -> bool:
+        """Whether a reverse forward really listens where jobs will connect.
+
+        OpenSSH with ``GatewayPorts no`` (its default) accepts a request to listen on any address
+        and silently binds loopback instead, so jobs would get a hub API URL nobody answers on.
+        A connection from the login node itself to that address tells.
+        """
+        if forward.remote_host in ("127.0.0.1", "localhost", "::1"):
+            return True
+        try:
+            _, writer = await asyncio.wait_for(
+                conn.open_connection(forward.remote_host, forward.remote_port), 10)
+        except (asyncssh.Error, OSError, asyncio.TimeoutError):
+            return False
+        writer.close()
+        return True
 
     async def _unbind(self, forward: Forward) -> None:
         listener, forward.listener = forward.listener, None
