@@ -85,7 +85,8 @@ class PWSpawner(Spawner):
         config=True,
         help="""A prefix for every command the spawner runs, formatted with {username}, e.g.
         ["sudo", "-u", "{username}", "--"] so that jobs are submitted as the user (batchspawner's
-        exec_prefix). Empty: commands run as the hub's own user.""",
+        exec_prefix). Empty: commands run as the hub's own user. On the hub host only: on a
+        resource (SSH), commands run as its `ssh_user`.""",
     )
     job_dir_root = Unicode(
         "~/.pw_spawner/jobs",
