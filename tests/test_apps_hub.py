@@ -34,8 +34,6 @@ VENV_ACTIVATE = Path(sys.prefix) / "bin" / "activate"
 FAKE_RSERVER = [sys.executable, "-m", "pw_spawner.testing.fake_rserver"]
 EXTRA_CONFIG = f"""
 c.JupyterHub.spawner_class = "pw-vnc"
-# The demo's /lab is JupyterLab's; these apps land on their own page at the server's root.
-c.PWSpawner.default_url = ""
 c.PWSpawner.job_start_timeout = 60
 c.PWSpawner.profile_list = [{{
     "slug": "apps", "display_name": "Apps", "default": True,
@@ -361,40 +359,61 @@ def keep_failure(driver, name: str) -> None:
     screenshot(driver, f"failure-{name}.png").with_suffix(".html").write_text(driver.page_source)
 
 
+def novnc_connected(driver) -> bool:
+    return bool(driver.execute_script(
+        "return document.documentElement.classList.contains('noVNC_connected') && "
+        "document.querySelector('#noVNC_container canvas, canvas') !== null"))
+
+
 @pytest.mark.browser
-def test_vnc_desktop_in_chromium_as_owner_and_not_as_another_user(hub: HubProcess, driver) -> None:
-    from selenium.webdriver.support.ui import WebDriverWait
+def test_vnc_desktop_from_the_spawn_form_in_chromium(hub: HubProcess, driver) -> None:
+    """The whole way: the spawn form (app and desktop size), the progress page, noVNC's desktop."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     ok, why = vnc_available()
     require("vnc", ok, why)
-    ensure_running(hub, "vnc-owner", {"profile": "apps", "resolution": "1024x768"})
-    browser_login(driver, hub, "vnc-owner")
+    user = "vnc-browser"
+    create_user(hub, user)
+    browser_login(driver, hub, user)
+    driver.get(f"{hub.url}/hub/spawn")
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "pw-app--apps"))
+    Select(driver.find_element(By.ID, "pw-app--apps")).select_by_value("vnc")
+    Select(driver.find_element(By.ID, "pw-resolution--apps")).select_by_value("1024x768")
     started = time.monotonic()
-    driver.get(f"{hub.url}/user/vnc-owner/")
-
-    def connected(d) -> bool:
-        return bool(d.execute_script(
-            "return document.documentElement.classList.contains('noVNC_connected') && "
-            "document.querySelector('#noVNC_container canvas, canvas') !== null"))
-
+    button = driver.find_element(By.CSS_SELECTOR, "#spawn_form button[type=submit]")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", button)
+    # Clickable once nothing covers its middle (the page may still be laying out).
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script(
+        "const r = arguments[0].getBoundingClientRect();"
+        "const e = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);"
+        "return e === arguments[0] || arguments[0].contains(e);", button))
+    button.click()
     try:
-        WebDriverWait(driver, 60, poll_frequency=0.3).until(connected)
-        # The desktop draws its windows a moment after connecting.
-        time.sleep(3)
+        # The progress page, then the hub sends the browser to the server, which logs it in
+        # (OAuth) and lands on noVNC through the job's index page.
+        WebDriverWait(driver, 120, poll_frequency=0.3).until(novnc_connected)
+        time.sleep(3)  # the desktop draws its windows a moment after connecting
     except Exception:
         keep_failure(driver, "vnc-desktop")
         raise
-    timing("browser open-to-desktop, VNC", time.monotonic() - started)
-    assert "/user/vnc-owner/vnc.html" in driver.current_url
+    timing("browser spawn-form-to-desktop, VNC", time.monotonic() - started)
+    assert f"/user/{user}/vnc.html" in driver.current_url
+    assert hub.server_model(user)["user_options"]["resolution"] == "1024x768"
+    _pid, xvnc = process(hub, user, "Xvnc")
+    assert xvnc[xvnc.index("-geometry") + 1] == "1024x768"
     screenshot(driver, "vnc-desktop.png", for_docs=True)
 
-    # Another user, logged in to the hub, who knows the URL.
+    # Another user, logged in to the hub, who knows the URL: the hub refuses the OAuth step.
     browser_login(driver, hub, "vnc-other")
-    driver.get(f"{hub.url}/user/vnc-owner/vnc.html")
-    time.sleep(2)
-    html = driver.page_source
-    assert "noVNC_container" not in html, "another user got noVNC"
-    assert "403" in html or "Forbidden" in html or "/hub/" in driver.current_url, html[:500]
+    for path in ("", "vnc.html"):
+        driver.get(f"{hub.url}/user/{user}/{path}")
+        WebDriverWait(driver, 30).until(
+            lambda d: d.execute_script("return document.readyState") == "complete")
+        time.sleep(1)
+        html = driver.page_source
+        assert "noVNC_container" not in html and not novnc_connected(driver), "another user got noVNC"
+        assert "403" in html or "Forbidden" in html, html[:500]
     screenshot(driver, "vnc-other-user.png")
 
 
@@ -420,3 +439,10 @@ def test_xpra_in_chromium_as_owner(hub: HubProcess, driver) -> None:
         raise
     timing("browser open-to-window, Xpra", time.monotonic() - started)
     screenshot(driver, "xpra-session.png", for_docs=True)
+
+    # Leave the session and come back to it: the same application, still running.
+    pid, _argv = process(hub, "xpra-owner", "xterm")
+    driver.get(f"{hub.url}/hub/home")
+    driver.get(f"{hub.url}/user/xpra-owner/")
+    WebDriverWait(driver, 60, poll_frequency=0.3).until(window_drawn)
+    assert process(hub, "xpra-owner", "xterm")[0] == pid
