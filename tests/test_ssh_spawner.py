@@ -258,3 +258,14 @@ async def test_a_killed_tunnel_process_is_restarted_and_the_forward_reopened_by_
     assert (await spawner.tunnels().stats())["pid"] != pid
     assert spawner.tunnel_port == port and fetch(url)["user"] == "alice"
     await spawner.stop()
+
+
+async def test_inline_tunnels_run_in_the_hub_process(remote):
+    spawner = remote(tunnel_mode="inline")
+    url = await spawner.start()
+    stats = await spawner.tunnels().stats()
+    assert stats["pid"] == os.getpid() and stats["forwards_up"] == 1
+    assert fetch(url)["user"] == "alice"
+    port = spawner.tunnel_port
+    await spawner.stop()
+    assert refused(port)
