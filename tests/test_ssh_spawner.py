@@ -265,7 +265,8 @@ async def test_inline_tunnels_run_in_the_hub_process(remote):
     url = await spawner.start()
     stats = await spawner.tunnels().stats()
     assert stats["pid"] == os.getpid() and stats["forwards_up"] == 1
-    assert fetch(url)["user"] == "alice"
+    # The forward runs on this event loop: fetch from a thread so the loop can serve it.
+    assert (await asyncio.to_thread(fetch, url))["user"] == "alice"
     port = spawner.tunnel_port
     await spawner.stop()
     assert refused(port)
