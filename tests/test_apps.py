@@ -196,3 +196,88 @@ def test_missing_standaloneproxy_is_reported(tmp_path: Path) -> None:
     assert result["JOB_STATUS"] == "FAILED", result
     assert "no-such-standaloneproxy was not found" in result["ERROR_MESSAGE"]
     assert "jupyter-server-proxy[standalone]" in result["ERROR_MESSAGE"]
+
+
+def start_job(tmp_path: Path, job_dir: Path, s: PWSpawner, options: dict) -> subprocess.Popen:
+    """Render the job and start it with bash in a session of its own; waits until it is RUNNING."""
+    selection = validate_options(build_profiles([APPS_PROFILE]), options)
+    script = tmp_path / "job.sh"
+    script.write_text(s.render(selection, str(job_dir), {"JUPYTERHUB_SERVICE_PREFIX": "/user/alice/"}))
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path),
+           "TMPDIR": str(tmp_path)}
+    log = (tmp_path / "job.log").open("w")
+    proc = subprocess.Popen(["bash", str(script)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            status = json.loads((job_dir / "service.json").read_text())["JOB_STATUS"]
+        except (OSError, ValueError):
+            status = ""
+        if status == "RUNNING":
+            return proc
+        if status == "FAILED" or proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, 15)
+            proc.wait(10)
+            pytest.fail(f"the job did not get to RUNNING ({status}):\n{(tmp_path / 'job.log').read_text()}")
+        time.sleep(0.2)
+
+
+def processes() -> list[tuple[int, str]]:
+    """(pid, command line) of the processes that are there to read."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                found.append((int(entry.name), cmdline))
+            except (OSError, UnicodeDecodeError):
+                continue
+    return found
+
+
+def end_job(proc: subprocess.Popen) -> None:
+    """TERM the job's group (as the local runner's cancel does) and wait for it."""
+    try:
+        os.killpg(proc.pid, 15)
+    except ProcessLookupError:
+        pass
+    proc.wait(30)
+
+
+def test_a_deep_job_dir_gets_a_private_socket_dir_that_goes_with_the_job(tmp_path: Path) -> None:
+    job_dir = tmp_path / ("d" * 60) / "jobs" / "pw-alice"
+    s = spawner(PWRStudioSpawner, rstudio_rserver_cmd=FAKE_RSERVER)
+    proc = start_job(tmp_path, job_dir, s, {"app": "rstudio"})
+    try:
+        args = json.loads((job_dir / "app" / "rstudio-data" / "fake-rserver-args.json").read_text())
+        socket_dir = Path(args["www-socket"]).parent
+        assert socket_dir.parent == tmp_path and socket_dir.name.startswith("pw-")  # mktemp in $TMPDIR
+        assert len(args["www-socket"]) < 108
+        assert oct(socket_dir.stat().st_mode & 0o777) == "0o700"
+    finally:
+        end_job(proc)
+    assert json.loads((job_dir / "service.json").read_text())["JOB_STATUS"] == "CANCELLED"
+    assert not socket_dir.exists()
+
+
+def test_the_job_ends_when_the_app_does(tmp_path: Path) -> None:
+    job_dir = tmp_path / "job"
+    s = spawner(PWRStudioSpawner, rstudio_rserver_cmd=FAKE_RSERVER)
+    proc = start_job(tmp_path, job_dir, s, {"app": "rstudio"})
+    try:
+        args = json.loads((job_dir / "app" / "rstudio-data" / "fake-rserver-args.json").read_text())
+        rserver = next(pid for pid, cmdline in processes()
+                       if "fake_rserver" in cmdline and args["www-socket"] in cmdline)
+        os.kill(rserver, 9)
+        assert proc.wait(30) != 0
+        # The proxy went with it (and the command it supervised, which follows the job's shell).
+        deadline = time.monotonic() + 5
+        while any(str(job_dir) in cmdline for _pid, cmdline in processes()):
+            assert time.monotonic() < deadline, [c for _p, c in processes() if str(job_dir) in c]
+            time.sleep(0.2)
+    finally:
+        end_job(proc)
+    service = json.loads((job_dir / "service.json").read_text())
+    assert service["JOB_STATUS"] == "FAILED"
+    assert service["ERROR_MESSAGE"].startswith("RStudio exited with status 137")
