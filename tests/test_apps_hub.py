@@ -34,6 +34,8 @@ VENV_ACTIVATE = Path(sys.prefix) / "bin" / "activate"
 FAKE_RSERVER = [sys.executable, "-m", "pw_spawner.testing.fake_rserver"]
 EXTRA_CONFIG = f"""
 c.JupyterHub.spawner_class = "pw-vnc"
+# The hub collects its proxy's per-route activity this often (default 300 s), for the activity test.
+c.JupyterHub.last_activity_interval = 2
 c.PWSpawner.job_start_timeout = 60
 c.PWSpawner.profile_list = [{{
     "slug": "apps", "display_name": "Apps", "default": True,
@@ -311,6 +313,18 @@ def test_rstudio_fake_rserver_behind_the_proxy(hub: HubProcess) -> None:
     assert env.get("VIRTUAL_ENV") == sys.prefix  # the profile's environment was activated
 
     check_cross_user(hub, "rs-owner", "rs-other", marker="fake-rserver")
+
+    # Use through the hub counts as activity (for idle culling); the proxy claims none of its own.
+    _pid, proxy = process(hub, "rs-owner", "jupyter-standaloneproxy")
+    assert "--activity-interval=0" in proxy
+    time.sleep(3)  # the hub has collected the traffic of the checks above
+    before = hub.server_model("rs-owner")["last_activity"]
+    time.sleep(1.5)
+    assert hub.get("/user/rs-owner/", token=token).status == 200
+    deadline = time.monotonic() + 15
+    while hub.server_model("rs-owner")["last_activity"] <= before:
+        assert time.monotonic() < deadline, "the server's last_activity did not move after a request"
+        time.sleep(0.5)
     stop(hub, "rs-owner")
 
 

@@ -229,8 +229,11 @@ pw_status STARTING "starting the authenticating proxy"
 # jupyter-standaloneproxy (4.6) needs a command to supervise and starts it at the first request.
 # The job has started the app itself (so that a failure shows on the spawn page), and gives the proxy
 # a command that only lives as long as this job.
+# Its own activity reports are off: they claim "active now" at every interval, used or not (and
+# need a server name), which would keep idle servers from being culled. The hub learns of real use
+# from its proxy's traffic instead.
 "${PW_PROXY[@]}" --config="$PW_APP_DIR/proxy_config.py" --address="$PW_BIND_IP" --port="$PW_PORT" \
-    "${PW_PROXY_ARGS[@]}" \
+    --activity-interval=0 "${PW_PROXY_ARGS[@]}" \
     -- tail --pid="$$" -f /dev/null &
 PW_PROXY_PID=$!
 PW_PIDS+=("$PW_PROXY_PID")
