@@ -281,3 +281,9 @@ def test_the_job_ends_when_the_app_does(tmp_path: Path) -> None:
     service = json.loads((job_dir / "service.json").read_text())
     assert service["JOB_STATUS"] == "FAILED"
     assert service["ERROR_MESSAGE"].startswith("RStudio exited with status 137")
+
+
+def test_form_names_the_environment_for_what_the_profile_runs() -> None:
+    html = render_form(build_profiles([{**APPS_PROFILE, "environments": [{"slug": "e"}]},
+                                       {**JUPYTER_ONLY, "environments": [{"slug": "e"}]}]))
+    assert html.count("Software environment") == 1 and html.count("Jupyter environment") == 1
