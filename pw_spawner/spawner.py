@@ -219,7 +219,7 @@ class PWSpawner(Spawner):
         Unicode(),
         default_value=["rserver"],
         config=True,
-        help="RStudio Server's rserver (2022.07 or newer: it needs --www-socket), e.g. "
+        help="RStudio Server's rserver (a version with --www-socket, which the job checks), e.g. "
         '["/usr/lib/rstudio-server/bin/rserver"].',
     )
     rstudio_rsession_cmd = List(

@@ -169,7 +169,7 @@ PW_RSERVER_HELP="$("${PW_RSERVER[@]}" --help 2>&1)"
 pw_rserver_has() { grep -q -e "--$1\b" <<<"$PW_RSERVER_HELP"; }
 # Without a unix socket rserver would listen on a TCP port that every user of the node can reach.
 pw_rserver_has www-socket \
-    || pw_fail "this rserver has no --www-socket option (RStudio Server 2022.07 or newer is needed)"
+    || pw_fail "this rserver has no --www-socket option (a newer RStudio Server is needed)"
 PW_RSESSION=("$(dirname "$(command -v "${PW_RSERVER[0]}")")/rsession")
 [ -x "${PW_RSESSION[0]}" ] || PW_RSESSION=(rsession)
 
