@@ -9,54 +9,25 @@ with ``PW_UPDATE_DOC_SCREENSHOTS=1`` the form and JupyterLab ones are also copie
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
-from support.hub import REPO, HubProcess, group_members, hub_available, running_hub, timing
+from support.browser import ARTIFACTS, browser_available, chromium, screenshot
+from support.hub import HubProcess, group_members, hub_available, running_hub, timing
 from support.requirements import require
 
 pytestmark = pytest.mark.browser
 
-# Debian's packages; PW_CHROMIUM / PW_CHROMEDRIVER point elsewhere.
-CHROMIUM = os.environ.get("PW_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("PW_CHROMEDRIVER", "/usr/bin/chromedriver")
-ARTIFACTS = REPO / "test-artifacts"
-DOC_SCREENSHOTS = REPO / "docs" / "_static" / "screenshots"
 USER = "browser-user"
 
 try:
-    from selenium import webdriver
     from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import Select, WebDriverWait
-except ImportError as exc:  # reported by the fixture: a skip here, a failure in CI
-    webdriver = None
-    SELENIUM_MISSING = str(exc)
-
-
-def browser_available() -> tuple[bool, str]:
-    if webdriver is None:
-        return False, f"selenium is not importable: {SELENIUM_MISSING}"
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not os.access(path, os.X_OK):
-            return False, f"{path} is missing (Debian: chromium, chromium-driver; .ci/install-system.sh)"
-    return True, ""
-
-
-def screenshot(driver, name: str, for_docs: bool = False) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    driver.save_screenshot(str(path))
-    if for_docs and os.environ.get("PW_UPDATE_DOC_SCREENSHOTS") == "1":
-        DOC_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, DOC_SCREENSHOTS / name)
-    return path
+except ImportError:  # reported by browser_available(): a skip here, a failure in CI
+    pass
 
 
 @pytest.fixture(scope="module")
@@ -69,16 +40,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def driver(hub: HubProcess, tmp_path_factory: pytest.TempPathFactory):
-    options = Options()
-    options.binary_location = CHROMIUM
-    # Without the background-networking flags Chromium reaches for the outside network.
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1280,1100",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
+    driver = chromium(tmp_path_factory.mktemp("chromium-profile"), window="1280,1100")
     try:
         yield driver
     finally:

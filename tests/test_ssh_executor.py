@@ -25,8 +25,6 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.requirements import require
-from support.sshd import SSHServer, ensure_login_user, sshd_available
 
 from pw_spawner.remote.executor import ExecutorError
 from pw_spawner.remote.ssh import (
@@ -44,23 +42,15 @@ HOSTILE = ["a b", "it's", '"dq"', "$(touch {marker})", "`touch {marker}`", "x\ny
            "*", "~", "$HOME", "-n", "", "\\", "!", "#c", ">out", "<in", "\t", "${IFS}", "é€", "--"]
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    ok, why = sshd_available()
-    require("sshd", ok, why)
-    server = SSHServer(tmp_path_factory.mktemp("sshd")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+@pytest.fixture
+def sshd(ssh_server):
+    """The session's sshd (tests/conftest.py); tests here stop, restart and pause it."""
+    return ssh_server
 
 
-@pytest.fixture(scope="module")
-def login_user(sshd) -> pwd.struct_passwd:
-    """The account the executors log in as: an ordinary one (created if need be) when root."""
-    if os.geteuid() == 0:
-        return ensure_login_user()
-    return pwd.getpwuid(os.getuid())
+@pytest.fixture
+def login_user(ssh_user) -> pwd.struct_passwd:
+    return ssh_user
 
 
 @pytest.fixture(autouse=True)
