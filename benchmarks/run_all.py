@@ -26,6 +26,7 @@ BENCHMARKS = [
      []),
     ("bench_spawn_latency.py", ["--cmd", "fake", "--repeats", "3"], ["--cmd", "fake"]),
     ("bench_spawn_latency.py", ["--repeats", "3"], []),
+    ("bench_tunnel.py", ["--quick"], []),
 ]
 
 
