@@ -7,9 +7,12 @@ process's unix socket lets through are checked without one (tests/test_ssh_spawn
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import stat
+import time
 
 import pytest
 from traitlets import TraitError
@@ -136,3 +139,31 @@ async def test_no_tunnel_process_and_no_autostart_is_a_clear_error(tmp_path):
     client = TunnelProcessClient(tmp_path / "none.sock", autostart=False)
     with pytest.raises(TunnelError, match="pw-spawner tunnel"):
         await client.stats()
+
+
+def _wait_gone(pid: int) -> None:
+    for _ in range(100):
+        if not os.path.exists(f"/proc/{pid}"):
+            return
+        time.sleep(0.05)
+
+
+def test_the_client_starts_the_tunnel_process_again_from_another_event_loop(tmp_path):
+    client = TunnelProcessClient(tmp_path / "tun" / "t.sock")
+
+    async def two_at_once():
+        return await asyncio.gather(client.stats(), client.stats())
+
+    pids = []
+    try:
+        for _ in range(2):  # e.g. one event loop per test, or a hub restarted in-process
+            first, second = asyncio.run(two_at_once())
+            assert first["pid"] == second["pid"], "two requests at once started two processes"
+            pids.append(first["pid"])
+            os.kill(first["pid"], signal.SIGTERM)
+            _wait_gone(first["pid"])
+        assert pids[0] != pids[1]
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

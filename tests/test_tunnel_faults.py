@@ -67,3 +67,22 @@ async def test_a_refused_channel_closes_the_client_connection_not_the_forward(lo
     # ... and the forward stays, for when the app (or the policy) allows it.
     assert service.stats()["forwards_up"] == 1
     await service.shutdown()
+
+
+async def test_a_silent_login_node_does_not_hold_up_other_clusters(locked_down, tmp_path):
+    # A login node that takes the TCP connection and never speaks SSH (a hung sshd, a firewall).
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    hung = SSHTarget(host="127.0.0.1", port=silent.sockets[0].getsockname()[1], username="x",
+                     known_hosts=locked_down.known_hosts, key_file=locked_down.key_file)
+    service = TunnelService(connect_timeout=30)
+    try:
+        stuck = asyncio.ensure_future(service.open_local("bob/", hung, "node2", 8888))
+        await asyncio.sleep(0.2)
+        # Opening and closing on the healthy cluster goes on while the other one hangs.
+        port = await service.open_local("alice/", locked_down, "node1", 8888)
+        assert port and not stuck.done()
+        assert await service.close("alice/") and not stuck.done()
+        stuck.cancel()
+    finally:
+        silent.close()
+        await service.shutdown()

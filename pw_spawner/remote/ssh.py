@@ -92,6 +92,13 @@ class SSHOptions:
     """
 
     connect_timeout: float = 15
+    #: Ciphers in order of preference (the client's order decides). AES-GCM first: with the AES
+    #: instructions of today's CPUs it moves ~1.5x the bytes of chacha20-poly1305 (asyncssh's
+    #: first choice) for 40 % less CPU through a tunnel (docs/benchmarks.md); the others stay
+    #: for servers without it.
+    encryption_algs: tuple[str, ...] = (
+        "aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
+        "aes256-ctr", "aes192-ctr", "aes128-ctr")
     keepalive_interval: float = 15
     keepalive_count_max: int = 3
     max_sessions: int = 10
@@ -259,6 +266,7 @@ class _PooledConnection:
                 # The resource's settings are the whole truth, not the hub account's ~/.ssh/config.
                 config=None,
                 connect_timeout=options.connect_timeout,
+                encryption_algs=list(options.encryption_algs),
                 keepalive_interval=options.keepalive_interval,
                 keepalive_count_max=options.keepalive_count_max,
                 client_factory=lambda: _Client(self),

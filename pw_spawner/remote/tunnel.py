@@ -87,7 +87,8 @@ class TunnelService:
         self.forwards: dict[str, Forward] = {}
         self._watched: dict[SSHTarget, asyncssh.SSHClientConnection] = {}
         self._watchers: set[asyncio.Task[None]] = set()
-        self._lock = asyncio.Lock()
+        # One lock a login node: a slow or silent one must not hold up the others' forwards.
+        self._locks: dict[SSHTarget, asyncio.Lock] = {}
 
     # ------------------------------------------------------------------ requests
 
@@ -111,9 +112,23 @@ class TunnelService:
         forward = await self._open_forward(key, "remote", target, bind_host, bind_port, local_port)
         return forward.remote_port
 
+    def _lock(self, target: SSHTarget) -> asyncio.Lock:
+        return self._locks.setdefault(target, asyncio.Lock())
+
     async def _open_forward(self, key: str, kind: str, target: SSHTarget, remote_host: str,
                             remote_port: int, local_port: int) -> Forward:
-        async with self._lock:
+        old = self.forwards.get(key)
+        if old is not None and old.same_route(kind, target, remote_host, remote_port) \
+                and old.listener is not None:
+            return old  # a hub's poll after its restart: nothing to do
+        if old is not None and old.target != target:
+            await self.close(key)  # moves to another login node: under that node's lock
+        # Connecting happens outside the lock (the pool makes one attempt a target at a time).
+        try:
+            conn = await connection(target, self.options, self.connect_timeout)
+        except ExecutorError as exc:
+            raise TunnelError(str(exc)) from None
+        async with self._lock(target):
             old = self.forwards.get(key)
             if old is not None and old.same_route(kind, target, remote_host, remote_port) \
                     and old.listener is not None:
@@ -125,11 +140,6 @@ class TunnelService:
                 if kind == "remote" and not remote_port:
                     remote_port = old.remote_port
             forward = Forward(key, kind, target, remote_host, int(remote_port), int(local_port))
-            try:
-                conn = await connection(target, self.options, self.connect_timeout)
-            except ExecutorError as exc:
-                self.forwards.pop(key, None)
-                raise TunnelError(str(exc)) from None
             await self._bind(forward, conn)
             if forward.listener is None:
                 self.forwards.pop(key, None)
@@ -140,10 +150,13 @@ class TunnelService:
 
     async def close(self, key: str) -> bool:
         """Close the forward ``key``; False when there was none."""
-        async with self._lock:
-            forward = self.forwards.pop(key, None)
-            if forward is None:
-                return False
+        forward = self.forwards.get(key)
+        if forward is None:
+            return False
+        async with self._lock(forward.target):
+            if self.forwards.get(key) is not forward:
+                return await self.close(key)  # replaced meanwhile: close what is there now
+            del self.forwards[key]
             await self._unbind(forward)
             return True
 
@@ -249,8 +262,8 @@ class TunnelService:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.options.reconnect_delay_max)
                 continue
-            async with self._lock:
-                for forward in self.forwards.values():
+            async with self._lock(target):
+                for forward in list(self.forwards.values()):
                     if forward.target == target and forward.listener is None:
                         await self._bind(forward, new)
                 if new.is_closed():

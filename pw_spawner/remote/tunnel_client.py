@@ -75,7 +75,10 @@ class InlineTunnels(Tunnels):
 class TunnelProcessClient(Tunnels):
     """The tunnel process at ``socket_path``; started on first use when ``autostart``."""
 
-    _starting: dict[str, asyncio.Lock] = {}
+    #: One start at a time per socket and event loop (asyncio locks belong to one loop).
+    _starting: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Lock] = {}
+
+    _reapers: set[asyncio.Future[int]] = set()
 
     def __init__(self, socket_path: str | os.PathLike[str], *, autostart: bool = True,
                  python: str = sys.executable, timeout: float = 60) -> None:
@@ -110,7 +113,10 @@ class TunnelProcessClient(Tunnels):
 
     async def start_process(self, wait: float = 15) -> None:
         """Start ``pw-spawner tunnel`` detached (its own session: it outlives this hub)."""
-        lock = self._starting.setdefault(self.socket_path, asyncio.Lock())
+        loop = asyncio.get_running_loop()
+        for other in [k for k in self._starting if k[0].is_closed()]:
+            del self._starting[other]
+        lock = self._starting.setdefault((loop, self.socket_path), asyncio.Lock())
         async with lock:
             if await self._answers():
                 return
@@ -119,12 +125,17 @@ class TunnelProcessClient(Tunnels):
             log_path = f"{self.socket_path}.log"
             log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
-                await asyncio.create_subprocess_exec(
+                process = await asyncio.create_subprocess_exec(
                     self.python, "-m", "pw_spawner.remote.tunnel", "--socket", self.socket_path,
                     stdin=asyncio.subprocess.DEVNULL, stdout=log_fd, stderr=log_fd,
                     start_new_session=True, cwd="/")
             finally:
                 os.close(log_fd)
+            # Reaped by this loop if it exits while the hub runs (no zombie); it is meant to
+            # outlive the hub, and then init reaps it.
+            waiter = asyncio.ensure_future(process.wait())
+            self._reapers.add(waiter)
+            waiter.add_done_callback(self._reapers.discard)
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:
                 if await self._answers():
