@@ -497,12 +497,15 @@ class Bench:
         return local, await self.tunnels.stats()
 
     async def ciphers(self) -> str:
-        """The cipher asyncssh negotiates with this sshd by default (what the tunnel process uses)."""
+        """The cipher pw_spawner's connections negotiate with this sshd (what the tunnel process uses)."""
         import asyncssh
+
+        from pw_spawner.remote.ssh import SSHOptions
 
         async with asyncssh.connect("127.0.0.1", self.sshd.port, username=self.user,
                                     known_hosts=self.target.known_hosts, client_keys=[self.target.key_file],
-                                    agent_path=None, config=None) as conn:
+                                    agent_path=None, config=None,
+                                    encryption_algs=list(SSHOptions().encryption_algs)) as conn:
             return str(conn.get_extra_info("recv_cipher"))
 
     # -- 1 and 2: throughput and latency ---------------------------------------------------
