@@ -82,7 +82,9 @@ def _app_launch(selection: Selection, settings: dict[str, Any]) -> AppLaunch:
     from .spawner import PWSpawner  # the hub's classes, only when an app needs the defaults
 
     traits = PWSpawner.class_traits()
-    return proxied_launch(selection.app, lambda name: settings.get(name, traits[name].default()),
+    own = selection.profile.app_settings.get(selection.app, {})
+    return proxied_launch(selection.app,
+                          lambda name: own.get(name, settings.get(name, traits[name].default())),
                           selection.resolution)
 
 

@@ -236,6 +236,8 @@ class Profile:
     environments: tuple[Environment, ...] = ()
     overrides: Mapping[str, Override] = field(default_factory=dict)
     forbidden_env: tuple[str, ...] = ()
+    #: Per app, spawner settings this profile sets for itself (e.g. the program an Xpra session shows).
+    app_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     source: str = "<config>"
 
     def allowed_for(self, groups: Iterable[str]) -> bool:
@@ -416,7 +418,33 @@ def _parse_override(name: str, data: Any, source: str, path: str) -> Override:
 
 
 _PROFILE_KEYS = ("slug", "display_name", "description", "default", "groups", "apps", "job",
-                 "environments", "overrides", "forbidden_env")
+                 "environments", "overrides", "forbidden_env", "app_settings")
+
+
+def _parse_app_settings(r: _Reader, apps: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``app_settings: {xpra: {xpra_start_command: fiji}}``: the app's spawner settings for this
+    profile. Only an app's own settings, for an app the profile offers; one-line text or a list."""
+    from .apps import APP_SETTINGS
+
+    settings: dict[str, dict[str, Any]] = {}
+    for app, values in r.get("app_settings", Mapping, {}).items():
+        key = f"app_settings.{app}"
+        if app not in apps or app not in APP_SETTINGS:
+            raise r.error(key, f"not an app of this profile with settings (those: "
+                               f"{', '.join(a for a in apps if a in APP_SETTINGS) or 'none'})")
+        if not isinstance(values, Mapping):
+            raise r.error(key, "must be a mapping of setting names to values")
+        settings[app] = {}
+        for name, value in values.items():
+            if name not in APP_SETTINGS[app]:
+                raise r.error(f"{key}.{name}", f"unknown setting (allowed: {', '.join(APP_SETTINGS[app])})")
+            words = value if APP_SETTINGS[app][name] else [value]
+            if not isinstance(words, list) or not all(
+                    isinstance(w, str) and not _NOT_ONE_LINE.search(w) for w in words):
+                kind = "a list of one-line strings" if APP_SETTINGS[app][name] else "one line of text"
+                raise r.error(f"{key}.{name}", f"must be {kind}")
+            settings[app][name] = tuple(value) if APP_SETTINGS[app][name] else value
+    return settings
 
 
 def profile_from_dict(data: Any, source: str = "<config>", path: str = "") -> Profile:
@@ -459,6 +487,7 @@ def profile_from_dict(data: Any, source: str = "<config>", path: str = "") -> Pr
         environments=environments,
         overrides=overrides,
         forbidden_env=forbidden,
+        app_settings=_parse_app_settings(r, apps),
         source=source,
     )
 

@@ -24,7 +24,7 @@ from traitlets import TraitError
 from pw_spawner.apps import RESOLUTIONS, rstudio_launch, vnc_launch, xpra_launch
 from pw_spawner.cli import main as cli_main
 from pw_spawner.form import options_from_form, render_form
-from pw_spawner.profiles import OptionsError, build_profiles, validate_options
+from pw_spawner.profiles import OptionsError, ProfileError, build_profiles, validate_options
 from pw_spawner.scripts import ScriptRequest, render_script
 from pw_spawner.spawner import PWRStudioSpawner, PWSpawner, PWVNCSpawner, PWXpraSpawner
 from pw_spawner.testing.spawners import make_spawner
@@ -287,3 +287,41 @@ def test_form_names_the_environment_for_what_the_profile_runs() -> None:
     html = render_form(build_profiles([{**APPS_PROFILE, "environments": [{"slug": "e"}]},
                                        {**JUPYTER_ONLY, "environments": [{"slug": "e"}]}]))
     assert html.count("Software environment") == 1 and html.count("Jupyter environment") == 1
+
+
+# ------------------------------------------------------------------------------- per-profile settings
+
+FIJI_PROFILE = {"slug": "fiji", "display_name": "Fiji", "apps": ["xpra", "vnc"],
+                "app_settings": {"xpra": {"xpra_start_command": "ImageJ-linux64 --no-splash"},
+                                 "vnc": {"vnc_window_managers": ["openbox-session"]}}}
+
+
+async def test_a_profile_names_the_program_its_xpra_session_shows() -> None:
+    s = make_spawner(PWSpawner, profile_list=[FIJI_PROFILE, APPS_PROFILE], user_options={"profile": "fiji"})
+    launch = s.app_launch(await s.selection())
+    assert launch.options["start_command"] == "ImageJ-linux64 --no-splash"
+    # Another profile keeps the spawner's setting.
+    other = s.app_launch(await s.selection({"profile": "apps", "app": "xpra"}))
+    assert other.options["start_command"] == s.xpra_start_command == "xterm"
+    vnc = s.app_launch(await s.selection({"profile": "fiji", "app": "vnc"}))
+    assert "openbox-session" in json.dumps(vnc.options) and "twm" not in json.dumps(vnc.options)
+
+
+def test_cli_renders_a_profiles_own_app_settings(tmp_path, capsys) -> None:
+    (tmp_path / "fiji.yaml").write_text(json.dumps(FIJI_PROFILE))
+    assert cli_main(["render", "--profiles", str(tmp_path), "--profile", "fiji"]) == 0
+    assert "--start-child='ImageJ-linux64 --no-splash'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("settings", "key"), [
+    ({"jupyter": {"cmd": "x"}}, "app_settings.jupyter"),
+    ({"rstudio": {"rstudio_args": ["x"]}}, "app_settings.rstudio"),
+    ({"xpra": {"xpra_cmd": ["x"]}}, "app_settings.xpra.xpra_cmd"),
+    ({"xpra": {"xpra_start_command": "a\nb"}}, "app_settings.xpra.xpra_start_command"),
+    ({"xpra": {"xpra_args": "--one"}}, "app_settings.xpra.xpra_args"),
+    ({"xpra": ["xterm"]}, "app_settings.xpra"),
+])
+def test_bad_app_settings_name_the_key(settings, key) -> None:
+    with pytest.raises(ProfileError) as raised:
+        build_profiles([{**FIJI_PROFILE, "app_settings": settings}])
+    assert f"].{key}: " in str(raised.value), str(raised.value)

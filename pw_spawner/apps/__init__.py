@@ -41,6 +41,16 @@ from .xpra import xpra_launch  # noqa: E402
 PROXIED_APPS = ("rstudio", "vnc", "xpra")
 
 
+#: The spawner settings a profile may set for itself, per app (a profile's ``app_settings``):
+#: name -> whether the setting is a list of words (else one line of text).
+APP_SETTINGS: dict[str, dict[str, bool]] = {
+    "rstudio": {"rstudio_rserver_cmd": True, "rstudio_rsession_cmd": True, "rstudio_args": True},
+    "vnc": {"vnc_geometry": False, "vnc_xstartup": False, "vnc_window_managers": True,
+            "vnc_terminal": False},
+    "xpra": {"xpra_start_command": False, "xpra_args": True},
+}
+
+
 def proxied_launch(app: str, setting: Callable[[str], Any], resolution: str | None = None) -> AppLaunch:
     """The launch of ``rstudio``, ``vnc`` or ``xpra`` from the spawner's settings.
 
@@ -63,5 +73,5 @@ def proxied_launch(app: str, setting: Callable[[str], Any], resolution: str | No
     raise ValueError(f"{app!r} is not an app behind the proxy (those are {', '.join(PROXIED_APPS)})")
 
 
-__all__ = ["PROXIED_APPS", "RESOLUTIONS", "AppLaunch", "jupyter_launch", "proxied_launch", "rstudio_launch",
-           "vnc_launch", "xpra_launch"]
+__all__ = ["APP_SETTINGS", "PROXIED_APPS", "RESOLUTIONS", "AppLaunch", "jupyter_launch", "proxied_launch",
+           "rstudio_launch", "vnc_launch", "xpra_launch"]
