@@ -326,16 +326,11 @@ def listening(port: int) -> bool:
 
 
 def free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """The test suite's (tests/support/net.py): distinct free ports on 127.0.0.1."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from support.net import free_ports as free
+
+    return free(count)
 
 
 # ================================================================================ the bench
