@@ -53,11 +53,15 @@ def _number_box(profile: Profile, name: str, rule: Override) -> dict[str, Any]:
 def render_form(
     profiles: Sequence[Profile],
     *,
-    resources: Iterable[tuple[str, str]] = (),
+    resources: Iterable[tuple[str, str] | tuple[str, str, Sequence[str]]] = (),
     values: Mapping[str, Any] | None = None,
 ) -> str:
-    """The form's HTML for the profiles a user may use; ``values`` are the last submitted options."""
+    """The form's HTML for the profiles a user may use; ``values`` are the last submitted options.
+
+    ``resources``: (name, label) or (name, label, slugs of the profiles offered there; empty: all).
+    """
     values = dict(values or {})
+    resources = [(r[0], r[1], " ".join(r[2]) if len(r) > 2 else "") for r in resources]
     if isinstance(values.get("env"), Mapping):
         values["env"] = "\n".join(f"{k}={v}" for k, v in values["env"].items())
     selected = next((p for p in profiles if p.slug == values.get("profile")), None)
@@ -70,7 +74,7 @@ def render_form(
         return default
 
     return _env.get_template("form.html.j2").render(
-        profiles=profiles, selected=selected, resources=list(resources), values=values,
+        profiles=profiles, selected=selected, resources=resources, values=values,
         value=value, current=_current, number_box=_number_box, format_memory=format_memory,
         app_names=APP_NAMES, override_labels=OVERRIDE_LABELS, resolutions=RESOLUTIONS,
     )

@@ -452,7 +452,8 @@ class PWSpawner(Spawner):
                    "Please tell the administrators.</div>"
         if not profiles:
             return "<div class='alert alert-warning'>No job type is available to you.</div>"
-        return render_form(profiles, resources=[(r.name, r.display_name) for r in spawner.user_resources()],
+        return render_form(profiles, resources=[(r.name, r.display_name, r.profiles)
+                                                for r in spawner.user_resources()],
                            values=spawner._last_form or spawner.user_options or {})
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
