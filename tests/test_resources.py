@@ -158,8 +158,8 @@ def test_the_client_starts_the_tunnel_process_again_from_another_event_loop(tmp_
     try:
         for _ in range(2):  # e.g. one event loop per test, or a hub restarted in-process
             first, second = asyncio.run(two_at_once())
+            pids.extend({first["pid"], second["pid"]})
             assert first["pid"] == second["pid"], "two requests at once started two processes"
-            pids.append(first["pid"])
             os.kill(first["pid"], signal.SIGTERM)
             _wait_gone(first["pid"])
         assert pids[0] != pids[1]
