@@ -18,6 +18,12 @@ from pw_spawner.testing.plugin import FakeScheduler, install_fake_scheduler
 SQUEUE_FORMAT = "%i|%T|%r|%N|%j"
 
 
+@pytest.fixture(autouse=True)
+def _jobs_start_in_a_temp_dir(tmp_path, monkeypatch):
+    """Jobs submitted without a cwd write slurm-<id>.out / <name>.o<id> where they were submitted."""
+    monkeypatch.chdir(tmp_path)
+
+
 def run(*argv: str, input: str | None = None, cwd: Path | None = None,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=30,
