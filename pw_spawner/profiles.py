@@ -666,11 +666,13 @@ def validate_options(
     groups: Iterable[str] = (),
     resources: Iterable[str] = (),
     forbidden_env: Iterable[str] = (),
+    default_app: str = "",
 ) -> Selection:
     """Check ``user_options`` against what the profiles allow; returns a :class:`Selection`.
 
     Raises :class:`OptionsError` naming the offending field. Unknown keys are refused so that
-    a typo in a REST call is not silently ignored.
+    a typo in a REST call is not silently ignored. With no ``app`` chosen, ``default_app`` is
+    taken where the profile offers it (a sibling spawner's own app), else the profile's first.
     """
     options = dict(options or {})
     unknown = sorted(set(options) - set(OPTION_KEYS))
@@ -686,7 +688,7 @@ def validate_options(
             raise OptionsError("environment",
                                f"{str(env_slug)[:40]!r} is not an environment of {profile.display_name!r}")
 
-    app = options.get("app") or profile.apps[0]
+    app = options.get("app") or (default_app if default_app in profile.apps else profile.apps[0])
     if app not in profile.apps:
         raise OptionsError("app", f"{str(app)[:40]!r} is not offered by {profile.display_name!r}")
 

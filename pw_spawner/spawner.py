@@ -9,7 +9,6 @@ message (``SpawnException``), and every job the hub no longer wants is cancelled
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import inspect
 import os
 import time
@@ -488,23 +487,15 @@ class PWSpawner(Spawner):
         try:
             selection = validate_options(profiles, self.user_options if options is None else options,
                                          groups=self._groups(), resources=list(resources),
-                                         forbidden_env=self.forbidden_env_names)
+                                         forbidden_env=self.forbidden_env_names,
+                                         default_app=self.default_app)
             resource = resources.get(selection.resource or "")
             if resource is not None and not resource.offers(selection.profile.slug):
                 raise OptionsError("profile", f"{selection.profile.display_name!r} is not offered on "
                                               f"{resource.display_name!r}")
-            return self._with_default_app(selection, self.user_options if options is None else options)
+            return selection
         except OptionsError as exc:
             raise spawn_error(f"{exc.field}: {exc.message}", reason="invalid-options") from None
-
-    def _with_default_app(self, selection: Selection, options: dict[str, Any] | None) -> Selection:
-        """``default_app`` when the user chose no app and the profile offers it."""
-        options = options or {}
-        if options.get("app") or not self.default_app or self.default_app not in selection.profile.apps:
-            return selection
-        # validate_options checked the size but kept it only for the app it took (the profile's first).
-        resolution = (options.get("resolution") or None) if self.default_app == "vnc" else None
-        return dataclasses.replace(selection, app=self.default_app, resolution=resolution)
 
     def app_launch(self, selection: Selection) -> AppLaunch:
         """What the job starts for the app the user chose (``selection.app``)."""
