@@ -82,10 +82,8 @@ def _app_launch(selection: Selection, settings: dict[str, Any]) -> AppLaunch:
     from .spawner import PWSpawner  # the hub's classes, only when an app needs the defaults
 
     traits = PWSpawner.class_traits()
-    own = selection.profile.app_settings.get(selection.app, {})
-    return proxied_launch(selection.app,
-                          lambda name: own.get(name, settings.get(name, traits[name].default())),
-                          selection.resolution)
+    return proxied_launch(selection.app, lambda name: settings.get(name, traits[name].default()),
+                          selection.resolution, selection.profile.app_settings)
 
 
 def cmd_render(args: argparse.Namespace) -> int:

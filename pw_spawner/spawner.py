@@ -503,9 +503,8 @@ class PWSpawner(Spawner):
             if selection.app == "jupyter":
                 return jupyter_launch(self.cmd, self.get_args(), self.default_url)
             if selection.app in PROXIED_APPS:
-                own = selection.profile.app_settings.get(selection.app, {})
-                return proxied_launch(selection.app, lambda name: own.get(name, getattr(self, name)),
-                                      selection.resolution)
+                return proxied_launch(selection.app, lambda name: getattr(self, name), selection.resolution,
+                                      selection.profile.app_settings)
         except ValueError as exc:
             raise spawn_error(f"The {selection.app} app is misconfigured; please tell the administrators.",
                               reason="bad-app", log_message=str(exc)) from None

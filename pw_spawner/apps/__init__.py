@@ -51,13 +51,20 @@ APP_SETTINGS: dict[str, dict[str, bool]] = {
 }
 
 
-def proxied_launch(app: str, setting: Callable[[str], Any], resolution: str | None = None) -> AppLaunch:
+def proxied_launch(app: str, spawner_setting: Callable[[str], Any], resolution: str | None = None,
+                   profile_settings: Mapping[str, Mapping[str, Any]] | None = None) -> AppLaunch:
     """The launch of ``rstudio``, ``vnc`` or ``xpra`` from the spawner's settings.
 
-    ``setting(name)`` returns the value of PWSpawner's trait ``name`` (the spawner's own, or a
-    config's for ``pw-spawner render``); ``resolution`` is the user's desktop size, if any.
+    ``spawner_setting(name)`` returns the value of PWSpawner's trait ``name`` (the spawner's own,
+    or a config's for ``pw-spawner render``); ``profile_settings`` is the profile's
+    ``app_settings``, whose values for ``app`` win; ``resolution`` is the user's desktop size.
     Raises ValueError for an unknown app or a setting the launch refuses.
     """
+    own = (profile_settings or {}).get(app, {})
+
+    def setting(name: str) -> Any:
+        return own[name] if name in own else spawner_setting(name)
+
     proxy = setting("standaloneproxy_cmd")
     if app == "rstudio":
         return rstudio_launch(proxy, rserver=setting("rstudio_rserver_cmd"),
