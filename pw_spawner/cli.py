@@ -21,7 +21,7 @@ from traitlets.config import Config, PyFileConfigLoader
 from .apps import PROXIED_APPS, AppLaunch, jupyter_launch, proxied_launch
 from .profiles import OptionsError, Profile, ProfileError, Selection, build_profiles, validate_options
 from .resources import ResourceError, build_resources
-from .scripts import ScriptRequest, render_script, safe_job_name
+from .scripts import ScriptRequest, default_bind_ip, render_script, safe_job_name
 
 _SPAWNER_SECTIONS = ("Spawner", "PWSpawner", "PWSlurmSpawner", "PWPBSSpawner")
 #: What the hub would put in the script's hub section; the real token never appears here.
@@ -112,7 +112,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         job_name=job_name,
         job_dir=f"{root}/{job_name}",
         app=_app_launch(selection, settings),
-        bind_ip=settings.get("bind_ip") or ("127.0.0.1" if scheduler == "local" else "0.0.0.0"),
+        bind_ip=settings.get("bind_ip") or default_bind_ip(scheduler),
         hub_env=PLACEHOLDER_HUB_ENV,
         start_timeout=settings.get("job_start_timeout", 300),
         setup_lines=settings.get("setup_lines", []),

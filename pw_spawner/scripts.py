@@ -46,6 +46,13 @@ class ScriptRequest:
     setup_lines: Sequence[str] = ()
 
 
+def default_bind_ip(scheduler: str) -> str:
+    """Where the app listens when the admin sets no ``bind_ip``: loopback where the app runs on
+    the host that reaches it (the hub host, or the login node the tunnel starts from), all
+    addresses on a compute node (the hub or the login node connects from outside)."""
+    return "127.0.0.1" if scheduler in ("local", "controller") else "0.0.0.0"
+
+
 def safe_job_name(text: str, limit: int = 64) -> str:
     """A job name every scheduler takes (letters, digits, ``_ . -``), distinct for distinct ``text``.
 

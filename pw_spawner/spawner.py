@@ -44,7 +44,7 @@ from .remote.tunnel_client import InlineTunnels, TunnelProcessClient, Tunnels
 from .resources import Resource, ResourceError, build_resources
 from .schedulers import JobRef, Scheduler, SchedulerError, SubmitError, get_scheduler
 from .schedulers.batcher import StatusBatcher
-from .scripts import ScriptRequest, render_script, safe_job_name
+from .scripts import ScriptRequest, default_bind_ip, render_script, safe_job_name
 from .status import JobState, ServiceStatus, ServiceStatusError
 
 STATE_VERSION = 1
@@ -518,8 +518,7 @@ class PWSpawner(Spawner):
             job_name=self.job_name,
             job_dir=job_dir,
             app=app,
-            bind_ip=self.bind_ip or ("127.0.0.1" if self.scheduler_kind in ("local", "controller")
-                                     else "0.0.0.0"),
+            bind_ip=self.bind_ip or default_bind_ip(self.scheduler_kind),
             hub_env=hub_env,
             start_timeout=self.job_start_timeout,
             setup_lines=self.setup_lines,

@@ -62,6 +62,15 @@ def test_cli_render_slurm(capsys):
     assert "export JUPYTERHUB_API_TOKEN='<the server'\"'\"'s API token, set at spawn>'" in out
 
 
+@pytest.mark.parametrize(("scheduler", "bind"), [("local", "127.0.0.1"), ("controller", "127.0.0.1"),
+                                               ("slurm", "0.0.0.0")])
+def test_cli_render_binds_where_the_spawner_does(capsys, scheduler, bind):
+    # The controller target's app is reached through the tunnel from its own login node.
+    assert main(["render", "--profiles", str(REPO / "profiles"), "--profile", "cpu-short",
+                 "--scheduler", scheduler]) == 0
+    assert f"\nPW_BIND_IP={bind}\n" in capsys.readouterr().out
+
+
 def test_cli_render_refuses_bad_option(capsys):
     assert main(["render", "--profiles", str(REPO / "profiles"), "--set", "hours=99"]) == 1
     assert "hours: 99 is above the maximum" in capsys.readouterr().err
