@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .profiles import ENV_NAME_RE
 from .remote.ssh import SSHTarget
 
 SCHEDULERS = ("slurm", "pbs", "torque", "controller")
@@ -141,7 +142,7 @@ def resource_from_dict(data: Any, index: int) -> Resource:
                 raise error(key, f"only {{username}} may be filled in ({exc!r})") from None
     env = data.get("env", {})
     if not isinstance(env, Mapping) or not all(
-            isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) and isinstance(v, str)
+            isinstance(k, str) and ENV_NAME_RE.match(k) and isinstance(v, str)
             for k, v in env.items()):
         raise error("env", "must map variable names to strings")
     hub_connect_url = text("hub_connect_url") or ""

@@ -26,6 +26,7 @@ import socket
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncssh
 
@@ -38,11 +39,13 @@ __all__ = [
     "close_all",
     "connection",
     "connections_opened",
+    "loop_local",
     "open_connections",
     "shell_command",
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -123,12 +126,22 @@ def open_connections() -> int:
     return sum(entry.conn is not None for pool in list(_POOLS.values()) for entry in list(pool.values()))
 
 
-def _pool() -> dict[SSHTarget, _PooledConnection]:
+def loop_local(registry: dict[asyncio.AbstractEventLoop, T], make: Callable[[], T]) -> T:
+    """The running event loop's entry of ``registry``, made on first use.
+
+    asyncio objects (connections, locks) belong to the loop that made them. Entries of closed
+    loops are dropped: their objects died with the loop, and keeping them would keep it alive.
+    """
     loop = asyncio.get_running_loop()
-    for other in [other for other in list(_POOLS) if other.is_closed()]:
-        # Their connections died with their loop; keeping them would keep the loops alive.
-        _POOLS.pop(other, None)
-    return _POOLS.setdefault(loop, {})
+    for other in [other for other in list(registry) if other.is_closed()]:
+        registry.pop(other, None)
+    if loop not in registry:
+        registry[loop] = make()
+    return registry[loop]
+
+
+def _pool() -> dict[SSHTarget, _PooledConnection]:
+    return loop_local(_POOLS, dict)
 
 
 def _entry(target: SSHTarget, options: SSHOptions) -> _PooledConnection:

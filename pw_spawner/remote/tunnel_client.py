@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .ssh import SSHTarget
+from .ssh import SSHTarget, loop_local
 from .tunnel import MAX_REQUEST, TunnelError, TunnelService, handle_request
 
 
@@ -63,10 +63,7 @@ class InlineTunnels(Tunnels):
 
     @classmethod
     def service(cls) -> TunnelService:
-        loop = asyncio.get_running_loop()
-        for closed in [other for other in cls._services if other.is_closed()]:
-            cls._services.pop(closed, None)
-        return cls._services.setdefault(loop, TunnelService())
+        return loop_local(cls._services, TunnelService)
 
     async def request(self, request: dict[str, Any]) -> dict[str, Any]:
         return _checked(await handle_request(self.service(), request))
@@ -76,7 +73,7 @@ class TunnelProcessClient(Tunnels):
     """The tunnel process at ``socket_path``; started on first use when ``autostart``."""
 
     #: One start at a time per socket and event loop (asyncio locks belong to one loop).
-    _starting: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Lock] = {}
+    _starting: dict[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = {}
 
     _reapers: set[asyncio.Future[int]] = set()
 
@@ -113,10 +110,8 @@ class TunnelProcessClient(Tunnels):
 
     async def start_process(self, wait: float = 15) -> None:
         """Start ``pw-spawner tunnel`` detached (its own session: it outlives this hub)."""
-        loop = asyncio.get_running_loop()
-        for other in [k for k in self._starting if k[0].is_closed()]:
-            del self._starting[other]
-        lock = self._starting.setdefault((loop, self.socket_path), asyncio.Lock())
+        locks = loop_local(self._starting, dict)
+        lock = locks.setdefault(self.socket_path, asyncio.Lock())
         async with lock:
             if await self._answers():
                 return
