@@ -113,14 +113,24 @@ class TunnelService:
         return forward.remote_port
 
     def _lock(self, target: SSHTarget) -> asyncio.Lock:
-        return self._locks.setdefault(target, asyncio.Lock())
+        if target not in self._locks:
+            self._locks[target] = asyncio.Lock()
+        return self._locks[target]
 
-    async def _open_forward(self, key: str, kind: str, target: SSHTarget, remote_host: str,
-                            remote_port: int, local_port: int) -> Forward:
+    def _up(self, key: str, kind: str, target: SSHTarget, remote_host: str,
+            remote_port: int) -> Forward | None:
+        """The forward ``key`` if it is up on this very route (a hub's poll after its restart)."""
         old = self.forwards.get(key)
         if old is not None and old.same_route(kind, target, remote_host, remote_port) \
                 and old.listener is not None:
-            return old  # a hub's poll after its restart: nothing to do
+            return old
+        return None
+
+    async def _open_forward(self, key: str, kind: str, target: SSHTarget, remote_host: str,
+                            remote_port: int, local_port: int) -> Forward:
+        if up := self._up(key, kind, target, remote_host, remote_port):
+            return up
+        old = self.forwards.get(key)
         if old is not None and old.target != target:
             await self.close(key)  # moves to another login node: under that node's lock
         # Connecting happens outside the lock (the pool makes one attempt a target at a time).
@@ -129,10 +139,9 @@ class TunnelService:
         except ExecutorError as exc:
             raise TunnelError(str(exc)) from None
         async with self._lock(target):
+            if up := self._up(key, kind, target, remote_host, remote_port):
+                return up  # opened meanwhile by a request that held the lock
             old = self.forwards.get(key)
-            if old is not None and old.same_route(kind, target, remote_host, remote_port) \
-                    and old.listener is not None:
-                return old
             if old is not None:
                 await self._unbind(old)
                 if kind == "local" and not local_port:
