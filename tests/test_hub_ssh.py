@@ -11,16 +11,14 @@ is not the hub's child.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import socket
 import time
 
 import pytest
 from support.hub import HubProcess, hub_available, running_hub, timing
 from support.requirements import require
+from support.tunnels import stop_tunnel_process
 
-from pw_spawner.remote.tunnel import TunnelError
 from pw_spawner.remote.tunnel_client import TunnelProcessClient
 
 pytestmark = [pytest.mark.hub, pytest.mark.ssh]
@@ -52,16 +50,8 @@ c.PWSpawner.status_interval = 0.3
     with running_hub(tmp_path_factory.mktemp("hub-ssh"), extra_config=extra) as hub:
         hub.tunnel_socket = str(tunnel_dir / "tunnel.sock")
         yield hub
-    _stop_tunnel_process(tunnel_dir / "tunnel.sock")
-
-
-def _stop_tunnel_process(socket_path) -> None:
-    """The tunnel process outlives hubs by design; the test stops its own."""
-    try:
-        pid = asyncio.run(TunnelProcessClient(str(socket_path), autostart=False).stats())["pid"]
-    except (OSError, TunnelError):
-        return
-    os.kill(pid, signal.SIGTERM)
+    # The tunnel process outlives hubs by design; the test stops its own.
+    asyncio.run(stop_tunnel_process(tunnel_dir / "tunnel.sock"))
 
 
 def _forwards(hub: HubProcess) -> list[dict]:

@@ -23,10 +23,9 @@ from threading import Thread
 import pytest
 from conftest import SIMPLE_PROFILES
 from jupyterhub.objects import Hub
+from support.tunnels import stop_tunnel_process
 
 from pw_spawner.remote.ssh import close_all
-from pw_spawner.remote.tunnel import TunnelError
-from pw_spawner.remote.tunnel_client import TunnelProcessClient
 
 pytestmark = pytest.mark.ssh
 
@@ -60,16 +59,7 @@ async def tunnel_socket(tmp_path_factory):
     directory.chmod(0o700)
     path = str(directory / "t.sock")
     yield path
-    client = TunnelProcessClient(path, autostart=False)
-    try:
-        pid = (await client.stats())["pid"]
-    except (OSError, TunnelError):
-        return
-    os.kill(pid, signal.SIGTERM)
-    for _ in range(50):
-        if not process_exists(pid):
-            break
-        await asyncio.sleep(0.1)
+    await stop_tunnel_process(path)
 
 
 @pytest.fixture
