@@ -3,17 +3,35 @@
 :class:`LocalExecutor` runs argv lists with :mod:`asyncio` subprocesses on the hub host, optionally
 behind a prefix such as ``sudo -u {username} --`` (batchspawner's ``exec_prefix``). Commands get a
 small allow-listed environment, never the hub's own (which holds the proxy's and hub's secrets).
+
+Whatever a command prints, and whatever a job leaves in its directory, may be the work of a
+hostile cluster user: commands are stopped (their whole process group) when they run too long or
+print too much, and :meth:`Executor.read_file` reads a job's file through a small program that
+refuses anything but a small regular file of the job's own account.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import os
 import pwd
 import shlex
+import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+__all__ = [
+    "MAX_OUTPUT",
+    "PASSED_ENV",
+    "READ_FILE_SNIPPET",
+    "CommandResult",
+    "Executor",
+    "ExecutorError",
+    "LocalExecutor",
+    "UntrustedFileError",
+]
 
 #: Variables a scheduler client needs from the hub's environment; everything else stays behind.
 #: The PW_FAKE_* knobs are those of :mod:`pw_spawner.testing.fake_scheduler` (tests check the list).
@@ -23,9 +41,109 @@ PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SLURM_CONF", "PBS_CON
               "PW_FAKE_PENDING_REASON", "PW_FAKE_SUBMIT_FAIL", "PW_FAKE_QUERY_FAIL", "PW_FAKE_HOSTNAME",
               "PW_FAKE_MIN_JOB_AGE", "PW_FAKE_JOB_HISTORY", "PW_FAKE_PBS_SPOOL")
 
+#: How much a command may print on stdout, and on stderr, before it is stopped. squeue's output
+#: for 10,000 jobs is about 1 MB; a command printing 8 times that is not a scheduler answering.
+MAX_OUTPUT = 8 * 1024 * 1024
+
+#: Between SIGTERM and SIGKILL to a command's process group. SIGTERM comes first because sudo
+#: relays it to the command it runs as another user (which the hub may not signal itself), and
+#: SIGKILL, which sudo cannot catch, would leave that command running.
+TERM_GRACE = 0.5
+
+#: How long to wait, after SIGKILL, for the command's exit to be reported before giving up on it.
+KILL_WAIT = 0.3
+
+#: How many bytes of a job's file :meth:`Executor.read_file` takes by default (service.json is <1 KiB).
+MAX_FILE = 65536
+
+#: The exit statuses of :data:`READ_FILE_SNIPPET`.
+READ_MISSING, READ_REFUSED, READ_FAILED = 10, 11, 12
+
+#: The program :meth:`Executor.read_file` runs as ``python3 -I -S -c READ_FILE_SNIPPET PATH MAX``, as
+#: the job's account, on the host that has the file. The file, and the directories above it, may be
+#: the work of a hostile user: it reads nothing but a regular file that the account running it
+#: owns, and never more than MAX + 1 bytes of it. Standard library only and no f-strings: a login
+#: node may have an old python3. ``-I`` ignores PYTHON* variables and the user's site directory
+#: (the user could put code there), ``-S`` skips importing site altogether.
+READ_FILE_SNIPPET = r"""
+import errno, os, pwd, stat, sys
+
+MISSING, REFUSED, FAILED = 10, 11, 12
+path, limit = sys.argv[1], int(sys.argv[2])
+
+
+def refuse(reason):
+    sys.stderr.write(reason + "\n")
+    sys.exit(REFUSED)
+
+
+def kind(mode):
+    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISDIR, "directory"),
+                       (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "unknown type"
+
+
+def account():
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return "uid %d" % os.geteuid()
+
+
+try:
+    # O_NOFOLLOW: a symlink (to /dev/zero, to a file only this account may read) fails with ELOOP
+    #   instead of being followed.
+    # O_NONBLOCK: a FIFO opens at once instead of waiting for a writer that never comes.
+    # O_NOCTTY: a terminal device never becomes this process's controlling terminal.
+    # O_CLOEXEC: no program started from here inherits the descriptor.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+except OSError as exc:
+    if exc.errno == errno.ENOENT:
+        sys.exit(MISSING)
+    if exc.errno == errno.ELOOP:
+        try:
+            link = stat.S_ISLNK(os.lstat(path).st_mode)
+        except OSError:
+            link = False
+        refuse("is a symbolic link" if link else "has too many levels of symbolic links")
+    if exc.errno == errno.ENXIO:
+        refuse("is not a regular file (socket or device)")
+    sys.stderr.write("%s\n" % (exc.strerror or exc))
+    sys.exit(FAILED)
+# Judge the open descriptor, not the path: the path may name something else by now.
+opened = os.fstat(fd)
+if not stat.S_ISREG(opened.st_mode):
+    refuse("is not a regular file (%s)" % kind(opened.st_mode))
+if opened.st_uid != os.geteuid():
+    refuse("is owned by uid %d, not by %s" % (opened.st_uid, account()))
+if opened.st_size > limit:
+    refuse("is larger than %d bytes" % limit)
+data = b""
+while len(data) <= limit:
+    chunk = os.read(fd, limit + 1 - len(data))
+    if not chunk:
+        break
+    data += chunk
+if len(data) > limit:
+    refuse("is larger than %d bytes" % limit)  # it grew after the fstat
+sys.stdout.buffer.write(data)
+"""
+
 
 class ExecutorError(RuntimeError):
     """A command could not be run at all (not found, timed out, connection lost)."""
+
+
+class UntrustedFileError(ExecutorError):
+    """A job-written file the hub refuses to read: not a small regular file of the job's account."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path} {reason}")
+        self.path = path
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -50,8 +168,12 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     async def run(self, argv: Sequence[str], *, input: str | None = None,
-                  timeout: float = 30) -> CommandResult:
-        """Run ``argv``; ``input`` goes to its stdin (how scripts and secrets travel)."""
+                  timeout: float = 30, max_output: int = MAX_OUTPUT) -> CommandResult:
+        """Run ``argv``; ``input`` goes to its stdin (how scripts and secrets travel), then EOF.
+
+        ExecutorError when it cannot start, runs longer than ``timeout`` seconds, or prints more
+        than ``max_output`` bytes on stdout or on stderr; the command is stopped in those cases.
+        """
 
     @abc.abstractmethod
     async def home(self) -> str:
@@ -62,15 +184,97 @@ class Executor(abc.ABC):
     def account(self) -> str:
         """The account commands run as (whose jobs a leftover search may cancel)."""
 
-    async def read_file(self, path: str, timeout: float = 15) -> str | None:
-        """A small text file's contents, or None when it does not exist (yet)."""
-        # C locale: "No such file" is how a missing file is told, whatever the login node's language.
-        result = await self.run(["env", "LC_ALL=C", "cat", "--", path], timeout=timeout)
-        if result.ok:
+    async def read_file(self, path: str, *, max_bytes: int = MAX_FILE,
+                        timeout: float = 15) -> str | None:
+        """A small file a job wrote, or None when it does not exist (yet).
+
+        It is read by :data:`READ_FILE_SNIPPET`, run through this executor: as the account the job
+        runs as, which must own the file. UntrustedFileError when the file is not a regular file of
+        that account of at most ``max_bytes`` bytes; ExecutorError when it cannot be read at all.
+        """
+        result = await self.run(["python3", "-I", "-S", "-c", READ_FILE_SNIPPET, path, str(max_bytes)],
+                                timeout=timeout, max_output=max_bytes + 4096)
+        if result.returncode == 0:
             return result.stdout
-        if "No such file" in result.stderr:
+        if result.returncode == READ_MISSING:
             return None
+        if result.returncode == READ_REFUSED and result.stderr.strip():
+            raise UntrustedFileError(path, result.stderr.strip().splitlines()[-1][:200])
         raise ExecutorError(f"cannot read {path}: {result.message()}")
+
+
+class _Capture(asyncio.SubprocessProtocol):
+    """A command's stdout and stderr, each kept up to a cap, and when the command is done.
+
+    Data beyond the cap is never stored: the first chunk that would pass it marks the stream as
+    overflowed and the caller ends the command.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, cap: int) -> None:
+        self.cap = cap
+        self.output = {1: bytearray(), 2: bytearray()}
+        self.open_pipes = {1, 2}
+        self.overflowed: int | None = None
+        #: Set when the command has exited and closed both pipes, or overflowed.
+        self.finished: asyncio.Future[None] = loop.create_future()
+        #: Set when the command itself has exited (its pipes may still be held by others).
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if self.overflowed is not None:
+            return
+        buffer = self.output[fd]
+        if len(buffer) + len(data) > self.cap:
+            self.overflowed = fd
+            self._settle()
+            return
+        buffer += data
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self.open_pipes.discard(fd)
+        if self.exited.done() and not self.open_pipes:
+            self._settle()
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+        if not self.open_pipes:
+            self._settle()
+
+    def _settle(self) -> None:
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+
+#: Cleanups of commands being ended, kept referenced until they finish (see _end_group).
+_ENDING: set[asyncio.Future[None]] = set()
+
+
+async def _end_group(transport: asyncio.SubprocessTransport, capture: _Capture) -> None:
+    """Stop a command and everything it started in its session: SIGTERM, a grace, SIGKILL.
+
+    The command leads a process group of its own (start_new_session), so killpg reaches what it
+    forked too, e.g. a background child that holds its stdout. The pipes are closed at the end
+    so that nothing still holding them (a process that left the group, a command sudo runs as an
+    account the hub cannot signal) can keep the caller waiting.
+    """
+    pid = transport.get_pid()
+    try:
+        if not capture.exited.done():
+            _signal_group(pid, signal.SIGTERM)
+            await asyncio.wait({capture.exited}, timeout=TERM_GRACE)
+        # Even when the leader is gone, what it forked may still be in the group.
+        _signal_group(pid, signal.SIGKILL)
+    finally:
+        transport.close()
+    if not capture.exited.done():
+        await asyncio.wait({capture.exited}, timeout=KILL_WAIT)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    # Gone already, or only processes of another account left (sudo relayed SIGTERM to those).
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
 
 
 class LocalExecutor(Executor):
@@ -92,29 +296,53 @@ class LocalExecutor(Executor):
         return env
 
     async def run(self, argv: Sequence[str], *, input: str | None = None,
-                  timeout: float = 30) -> CommandResult:
+                  timeout: float = 30, max_output: int = MAX_OUTPUT) -> CommandResult:
         full = (*self.prefix, *argv)
+        shown = shlex.join(full[:3])
+        loop = asyncio.get_running_loop()
+        capture = _Capture(loop, max_output)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *full,
+            # A protocol of our own rather than communicate(): output is counted as it arrives
+            # and never kept past the cap, and the end of the command is known without waiting
+            # for pipes that something else may hold open.
+            transport, _ = await loop.subprocess_exec(
+                lambda: capture, *full,
                 stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 env=self._env(), start_new_session=True,
             )
         except OSError as exc:
-            raise ExecutorError(f"cannot run {shlex.join(full[:3])}: {exc.strerror}") from exc
+            raise ExecutorError(f"cannot run {shown}: {exc.strerror}") from exc
         try:
-            out, err = await asyncio.wait_for(
-                proc.communicate(input.encode() if input is not None else None), timeout)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise ExecutorError(f"{shlex.join(full[:3])} did not answer within {timeout:g} s") from None
-        except asyncio.CancelledError:
-            proc.kill()
+            if input is not None:
+                stdin = transport.get_pipe_transport(0)
+                if stdin is not None:
+                    # Buffered by the transport and fed as the command reads; close() sends EOF
+                    # after the last byte. A command that exits without reading is no error.
+                    if input:
+                        stdin.write(input.encode())
+                    stdin.close()
+            # asyncio.wait, not wait_for: the future must stay uncancelled for _end_group.
+            await asyncio.wait({capture.finished}, timeout=timeout)
+            if not capture.finished.done():
+                raise ExecutorError(f"{shown} did not answer within {timeout:g} s")
+            if capture.overflowed is not None:
+                stream = "stdout" if capture.overflowed == 1 else "stderr"
+                raise ExecutorError(f"{shown} printed more than {max_output} bytes on {stream}")
+        except BaseException:
+            # Timed out, too much output, or cancelled: end the command before giving up on it.
+            # The cleanup runs as a task of its own, so that a second cancellation of this call
+            # cannot cut it short.
+            ending = asyncio.ensure_future(_end_group(transport, capture))
+            _ENDING.add(ending)
+            ending.add_done_callback(_ENDING.discard)
+            await asyncio.shield(ending)
             raise
-        return CommandResult(tuple(full), proc.returncode or 0, out.decode(errors="replace"),
-                             err.decode(errors="replace"))
+        finally:
+            transport.close()
+        returncode = transport.get_returncode()
+        return CommandResult(tuple(full), returncode or 0, capture.output[1].decode(errors="replace"),
+                             capture.output[2].decode(errors="replace"))
 
     @property
     def account(self) -> str:
