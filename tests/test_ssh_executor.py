@@ -2,7 +2,8 @@
 
 Commands, stdin and exit codes; argv words that reach the remote side literally whatever they
 hold; one pooled connection however many callers; reconnecting after sshd restarts, drops the
-session or goes silent; refusing an unknown host key; failing fast when nothing listens.
+session or goes silent; refusing an unknown host key; failing fast when nothing listens; output
+capped (the command is killed); read_file refusing what a hostile job leaves for service.json.
 
 Run as root, the tests log in as an ordinary account (``pwsshuser``, shell /bin/sh) as cluster
 users do: sshd serves such logins with privilege separation, which its signal requests (how a
@@ -15,6 +16,8 @@ import asyncio
 import contextlib
 import os
 import pwd
+import re
+import resource
 import secrets
 import shutil
 import signal
@@ -26,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pw_spawner.remote.executor import ExecutorError
+from pw_spawner.remote.executor import MAX_OUTPUT, ExecutorError, UntrustedFileError
 from pw_spawner.remote.ssh import (
     SSHExecutor,
     SSHOptions,
@@ -334,3 +337,79 @@ async def test_agent_keys(make, ssh_agent):
 
 def test_known_hosts_names_the_port(sshd):
     assert sshd.known_hosts.read_text().startswith(f"[127.0.0.1]:{sshd.port} ssh-ed25519 ")
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+async def test_output_beyond_the_cap_ends_the_command(make, login_user, stream):
+    ex = make()
+    opened = Opened(ex)
+    marker = f"pw-flood-{secrets.token_hex(4)}"  # names the remote shell, for pgrep
+    redirect = "" if stream == "stdout" else " >&2"
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.monotonic()
+    with pytest.raises(ExecutorError, match=rf"^127\.0\.0\.1:\d+: sh -c .* printed more than "
+                                            rf"1048576 bytes on {stream}$"):
+        await ex.run(["sh", "-c", f"cat /dev/zero{redirect}", marker], max_output=1 << 20)
+    with pytest.raises(ExecutorError, match=rf"printed more than {MAX_OUTPUT} bytes on {stream}$"):
+        await ex.run(["sh", "-c", f"cat /dev/zero{redirect}", marker])
+    assert time.monotonic() - start < 5
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    assert grown < 3 * MAX_OUTPUT / (1 << 20), f"the hub grew by {grown:.0f} MiB"
+    if login_user.pw_uid != 0:  # sshd honours signal requests only with privilege separation
+        for _ in range(60):
+            if not remote_pids(login_user.pw_name, marker):
+                break
+            await asyncio.sleep(0.05)
+        assert not remote_pids(login_user.pw_name, marker), "the flooding command still runs"
+    assert (await ex.run(["echo", "still here"])).stdout == "still here\n"
+    assert opened.count == 1
+
+
+async def test_output_up_to_the_cap_is_whole(make):
+    ex = make()
+    exact = await ex.run(["sh", "-c", "printf %0100000d 0; printf %05d 0 >&2"], max_output=100_000)
+    assert (len(exact.stdout), len(exact.stderr)) == (100_000, 5)
+    with pytest.raises(ExecutorError, match="printed more than 99999 bytes on stdout"):
+        await ex.run(["sh", "-c", "printf %0100000d 0"], max_output=99_999)
+    # Bytes that are not UTF-8 are replaced, as before, not an error.
+    assert (await ex.run(["printf", "a\\377b"])).stdout == "a\ufffdb"
+
+
+@pytest.fixture
+async def job_dir(make):
+    """A directory of the login user's on the login node, removed after the test."""
+    ex = make()
+    path = f"/tmp/pw-ssh-job-{secrets.token_hex(4)}"
+    assert (await ex.run(["mkdir", "-m", "0700", path])).ok
+    yield path
+    await ex.run(["rm", "-rf", path])
+
+
+async def test_read_file_refuses_what_a_hostile_job_leaves(make, job_dir, login_user):
+    ex = make()
+    setup = (f"cd {job_dir} && printf '{{}}' > ok && ln -s /dev/zero zero && ln -s ok link && "
+             "mkfifo fifo && mkdir dir && truncate -s 10000000 big")
+    assert (await ex.run(["sh", "-c", setup])).ok
+    assert await ex.read_file(f"{job_dir}/ok") == "{}"
+    assert await ex.read_file(f"{job_dir}/absent") is None
+    assert await ex.read_file(f"{job_dir}/no-dir/service.json") is None
+    expected = {
+        f"{job_dir}/zero": "is a symbolic link",
+        f"{job_dir}/link": "is a symbolic link",
+        f"{job_dir}/fifo": "is not a regular file (FIFO)",  # no writer: must not wait for one
+        f"{job_dir}/dir": "is not a regular file (directory)",
+        f"{job_dir}/big": "is larger than 65536 bytes",
+        "/etc/passwd": f"is owned by uid 0, not by {login_user.pw_name}",
+    }
+    if login_user.pw_uid == 0:  # root owns /etc/passwd: give it a file of someone else's
+        other = f"{job_dir}/other"
+        assert (await ex.run(["sh", "-c", f"echo x > {other} && chown nobody {other}"])).ok
+        del expected["/etc/passwd"]
+        expected[other] = f"is owned by uid {pwd.getpwnam('nobody').pw_uid}, not by root"
+    for path, reason in expected.items():
+        start = time.monotonic()
+        with pytest.raises(UntrustedFileError, match=f"^{re.escape(path)} {re.escape(reason)}$"):
+            await ex.read_file(path)
+        assert time.monotonic() - start < 2, path
+    with pytest.raises(UntrustedFileError, match=r"is larger than 1 bytes$"):
+        await ex.read_file(f"{job_dir}/ok", max_bytes=1)

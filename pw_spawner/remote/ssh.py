@@ -30,7 +30,7 @@ from typing import TypeVar
 
 import asyncssh
 
-from .executor import CommandResult, Executor, ExecutorError
+from .executor import MAX_OUTPUT, CommandResult, Executor, ExecutorError
 
 __all__ = [
     "SSHExecutor",
@@ -369,10 +369,10 @@ class SSHExecutor(Executor):
         return shell_command(argv, self.env)
 
     async def run(self, argv: Sequence[str], *, input: str | None = None,
-                  timeout: float = 30) -> CommandResult:
+                  timeout: float = 30, max_output: int = MAX_OUTPUT) -> CommandResult:
         """Run ``argv`` on the login node; a non-zero exit is a result, an SSH failure an error."""
         argv = tuple(str(word) for word in argv)
-        return await self._execute(argv, self.command_line(argv), input, timeout)
+        return await self._execute(argv, self.command_line(argv), input, timeout, max_output)
 
     @property
     def account(self) -> str:
@@ -388,7 +388,7 @@ class SSHExecutor(Executor):
         return self._home
 
     async def _execute(self, argv: tuple[str, ...], command: str, input: str | None,
-                       timeout: float) -> CommandResult:
+                       timeout: float, max_output: int = MAX_OUTPUT) -> CommandResult:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         entry = _entry(self.target, self.options)
@@ -404,31 +404,39 @@ class SSHExecutor(Executor):
             raise late() from None
         try:
             process = await self._start(entry, command, deadline, late)
+            finished = False
             try:
                 # Always end stdin: a command that reads it must see EOF, not wait for more.
                 if input:
-                    process.stdin.write(input)
+                    process.stdin.write(input.encode())
                 process.stdin.write_eof()
-                completed = await process.wait(timeout=max(deadline - loop.time(), 0))
-            except asyncssh.TimeoutError:
+                stdout, stderr = await asyncio.wait_for(_collect(process, max_output),
+                                                        max(deadline - loop.time(), 0))
+                finished = True
+            except asyncio.TimeoutError:
                 raise late() from None
+            except _TooMuchOutput as exc:
+                raise ExecutorError(f"{where}: {shown} printed more than {max_output} bytes "
+                                    f"on {exc.stream}") from None
             except (asyncssh.Error, OSError) as exc:
                 reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
                 raise ExecutorError(f"{where}: connection lost while running {shown}: {reason}") from None
             finally:
-                if process.returncode is None:
-                    # Timed out, cancelled or cut off: ask sshd to kill the command, then drop it.
-                    with contextlib.suppress(OSError):
-                        process.kill()
+                if not finished:
+                    # Timed out, printing too much, cancelled or cut off: ask sshd to kill the
+                    # command, then drop the channel (and whatever it still had buffered).
+                    if process.returncode is None:
+                        with contextlib.suppress(OSError):
+                            process.kill()
                     process.close()
         finally:
             entry.sessions.release()
-        if completed.returncode is None:
+        if process.returncode is None:
             raise ExecutorError(f"{where}: connection lost while running {shown} (no exit status)")
-        return CommandResult(argv, completed.returncode, _text(completed.stdout), _text(completed.stderr))
+        return CommandResult(argv, process.returncode, _text(stdout), _text(stderr))
 
     async def _start(self, entry: _PooledConnection, command: str, deadline: float,
-                     late: Callable[[], ExecutorError]) -> asyncssh.SSHClientProcess[str]:
+                     late: Callable[[], ExecutorError]) -> asyncssh.SSHClientProcess[bytes]:
         loop = asyncio.get_running_loop()
         reconnected = False
         pause = 0.05
@@ -436,7 +444,8 @@ class SSHExecutor(Executor):
             conn = await entry.connection(deadline)
             try:
                 return await asyncio.wait_for(
-                    conn.create_process(command, encoding="utf-8", errors="replace"),
+                    # Bytes, decoded at the end: the output cap counts bytes, not characters.
+                    conn.create_process(command, encoding=None),
                     max(deadline - loop.time(), 0))
             except asyncio.TimeoutError:
                 raise late() from None
@@ -465,7 +474,41 @@ class SSHExecutor(Executor):
             raise ExecutorError(f"{self.target.where}: cannot start a command: {reason}")
 
 
-def _text(data: object) -> str:
-    if data is None:
-        return ""
-    return data if isinstance(data, str) else bytes(data).decode(errors="replace")  # type: ignore[arg-type]
+class _TooMuchOutput(Exception):
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.stream = stream
+
+
+async def _collect(process: asyncssh.SSHClientProcess[bytes], cap: int) -> tuple[bytes, bytes]:
+    """A command's stdout and stderr, read as they come, until it has exited and closed them.
+
+    Neither is kept past ``cap`` bytes: _TooMuchOutput instead. What the channel buffers besides
+    is bounded by its receive window (asyncssh stops reading when that much is unread).
+    """
+
+    async def drain(reader: asyncssh.SSHReader[bytes], stream: str) -> bytes:
+        data = bytearray()
+        while chunk := await reader.read(_READ_SIZE):
+            if len(data) + len(chunk) > cap:
+                raise _TooMuchOutput(stream)
+            data += chunk
+        return bytes(data)
+
+    readers = [asyncio.ensure_future(drain(process.stdout, "stdout")),
+               asyncio.ensure_future(drain(process.stderr, "stderr"))]
+    try:
+        stdout, stderr = await asyncio.gather(*readers)
+    finally:
+        for reader in readers:  # the other one, when one raised or the caller gave up
+            reader.cancel()
+    # EOF on both comes before the exit status: wait for the channel's close, which follows it.
+    await process.wait_closed()
+    return stdout, stderr
+
+
+_READ_SIZE = 65536
+
+
+def _text(data: bytes) -> str:
+    return data.decode(errors="replace")
