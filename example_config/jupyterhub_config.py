@@ -36,6 +36,11 @@ c.Authenticator.admin_users = {"admin"}
 c.JupyterHub.spawner_class = "pw-local"
 c.PWSpawner.scheduler = "local"
 c.PWSpawner.job_dir_root = str(STATE / "jobs" / "{username}")
+# Every user's server runs as the hub's own account here (no `sudo -u {username}` prefix): fine on a
+# demo machine that you alone use, where every "user" is you. On a cluster it would let each user
+# read the others' job scripts (with their API tokens) and the hub's own files, so pw_spawner
+# refuses such a configuration unless it is allowed by name.
+c.PWSpawner.allow_shared_account = True
 c.PWSpawner.default_url = "/lab"
 if os.getuid() == 0:
     # Jupyter refuses to run as root without this; only a demo on a throw-away machine runs as root.

@@ -18,10 +18,11 @@ from typing import Any
 
 from traitlets.config import Config, PyFileConfigLoader
 
+from .accounts import refuse_shared_account
 from .apps import PROXIED_APPS, AppLaunch, jupyter_launch, proxied_launch
 from .profiles import OptionsError, Profile, ProfileError, Selection, build_profiles, validate_options
 from .resources import ResourceError, build_resources
-from .scripts import ScriptRequest, default_bind_ip, render_script, safe_job_name
+from .scripts import DEFAULT_JOB_NAME_TEMPLATE, ScriptRequest, default_bind_ip, job_name_for, render_script
 
 _SPAWNER_SECTIONS = ("Spawner", "PWSpawner", "PWSlurmSpawner", "PWPBSSpawner")
 #: What the hub would put in the script's hub section; the real token never appears here.
@@ -86,6 +87,15 @@ def _app_launch(selection: Selection, settings: dict[str, Any]) -> AppLaunch:
                           selection.resolution, selection.profile.app_settings)
 
 
+def shared_account_refusal(config: Config) -> str | None:
+    """Why the configuration is refused (users' jobs would share one account), or None."""
+    settings = spawner_settings(config)
+    return refuse_shared_account(str(settings.get("scheduler") or "local"),
+                                 list(settings.get("exec_prefix") or []),
+                                 list(settings.get("resources") or []),
+                                 bool(settings.get("allow_shared_account", False)))
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     settings = spawner_settings(config)
@@ -104,7 +114,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     selection = validate_options(profiles, options, groups=args.group,
                                  forbidden_env=settings.get("forbidden_env_names", []))
     scheduler = args.scheduler or settings.get("scheduler") or "local"
-    job_name = safe_job_name(f"pw-{args.user}")
+    job_name = job_name_for(args.user, "", settings.get("job_name_template", DEFAULT_JOB_NAME_TEMPLATE))
     root = settings.get("job_dir_root", "~/.pw_spawner/jobs").replace("~", f"/home/{args.user}", 1)
     request = ScriptRequest(
         selection=selection,
@@ -138,6 +148,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     for resource in build_resources(spawner_settings(config).get("resources") or []):
         print(f"ok  resource {resource.name}: {resource.display_name} - {resource.scheduler} via "
               f"{', '.join(resource.hosts)}:{resource.port} as {resource.ssh_user}")
+    # Without a config there is no account setting to check (only profile files).
+    refused = shared_account_refusal(config) if args.config else None
+    if refused:
+        print(f"refused: {refused}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -157,6 +172,9 @@ def check_config(config: Config) -> None:
         build_resources(spawner_settings(config).get("resources") or [])
     except ResourceError as exc:
         raise SystemExit(f"pw_spawner: bad resource configuration: {exc}") from None
+    refused = shared_account_refusal(config)
+    if refused:
+        raise SystemExit(f"pw_spawner: refused configuration: {refused}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -67,6 +67,21 @@ def safe_job_name(text: str, limit: int = 64) -> str:
     return f"{clean[:limit - len(digest) - 1]}-{digest}"
 
 
+DEFAULT_JOB_NAME_TEMPLATE = "pw-{username}{servername_suffix}"
+
+
+def job_name_for(username: str, servername: str = "", template: str = DEFAULT_JOB_NAME_TEMPLATE) -> str:
+    """The scheduler name of (user, server)'s job: the template's readable text and a hash of both.
+
+    The hash makes names distinct by construction: alice's server "x" and user "alice-x" once
+    shared ``pw-alice-x`` (and so a job directory, and a start cancelled the other's job).
+    """
+    identity = hashlib.sha256(f"{username}\0{servername}".encode()).hexdigest()[:10]
+    readable = template.format(username=username, servername=servername,
+                               servername_suffix=f"-{servername}" if servername else "")
+    return f"{safe_job_name(readable, limit=64 - len(identity) - 1)}-{identity}"
+
+
 def shell_quote(value: object) -> str:
     """One shell word, whatever the value holds."""
     return shlex.quote(str(value))

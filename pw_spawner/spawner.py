@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import pwd
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,23 +32,39 @@ from traitlets import (
     validate,
 )
 
+from .accounts import UnsafeNameError, check_name, refuse_shared_account, uses_username
 from .apps import PROXIED_APPS, AppLaunch, jupyter_launch, proxied_launch
 from .apps.vnc import check_geometry
 from .apps.xpra import DEFAULT_XPRA_ARGS, DEFAULT_XVFB
 from .errors import spawn_error
 from .form import options_from_form, render_form
 from .profiles import OptionsError, Profile, ProfileError, Selection, build_profiles, validate_options
-from .remote.executor import Executor, ExecutorError, LocalExecutor
+from .remote.executor import Executor, ExecutorError, LocalExecutor, UntrustedFileError
 from .remote.ssh import SSHExecutor, connection
 from .remote.tunnel import TunnelError
 from .remote.tunnel_client import InlineTunnels, TunnelProcessClient, Tunnels
 from .resources import Resource, ResourceError, build_resources
 from .schedulers import JobRef, Scheduler, SchedulerError, SubmitError, get_scheduler
 from .schedulers.batcher import StatusBatcher
-from .scripts import ScriptRequest, default_bind_ip, render_script, safe_job_name
-from .status import JobState, ServiceStatus, ServiceStatusError
+from .scripts import DEFAULT_JOB_NAME_TEMPLATE, ScriptRequest, default_bind_ip, job_name_for, render_script
+from .status import (
+    MAX_SERVICE_BYTES,
+    JobState,
+    ServiceStatus,
+    ServiceStatusError,
+    app_host,
+    check_identity,
+    clean_message,
+    listener_uids,
+)
 
 STATE_VERSION = 1
+#: The most progress events one start keeps (a job's STARTING notes are its own text).
+MAX_EVENTS = 100
+
+
+class InvalidServiceRecord(Exception):
+    """The job wrote a service.json the hub does not accept: the start fails, the job is cancelled."""
 
 
 class PWSpawner(Spawner):
@@ -94,11 +111,25 @@ class PWSpawner(Spawner):
         "account jobs run as. Each server gets `<job_dir_root>/<job name>`, mode 0700.",
     )
     job_name_template = Unicode(
-        "pw-{username}{servername_suffix}",
+        DEFAULT_JOB_NAME_TEMPLATE,
         config=True,
-        help="The job's name in the scheduler; {username}, {servername} and {servername_suffix} "
-        "(`-<name>` for named servers) are filled in. It must be unique per server: a restarted hub "
-        "finds jobs by it.",
+        help="The readable part of the job's name in the scheduler; {username}, {servername} and "
+        "{servername_suffix} (`-<name>` for named servers) are filled in. The spawner appends a short "
+        "hash of the user and server names, so that every (user, server) has a name of its own (a "
+        "restarted hub finds jobs by it, and a start cancels the leftovers that carry it): alice's "
+        "server `x` and user `alice-x`'s default server never share one.",
+    )
+    allow_shared_account = Bool(
+        False,
+        config=True,
+        help="""Allow a configuration in which different users' jobs run as one account: no
+        {username} in `exec_prefix` (jobs on the hub host then run as the hub's own account), or
+        a resource whose `ssh_user` is a fixed service account. Such jobs can read each other's
+        job scripts, which hold the users' API tokens, and on the local target the hub's own
+        files and environment (its database, cookie secret and the proxy's token). Off, such a
+        configuration is refused at hub start (`check_config`, `pw-spawner check`) and at every
+        spawn. Turn it on only where every user is trusted with every other's servers, e.g. a
+        single-user or demo machine.""",
     )
     bind_ip = Unicode(
         "",
@@ -369,17 +400,37 @@ class PWSpawner(Spawner):
         self._events_changed = asyncio.Event()
         self._progress_done = False
         self._last_form: dict[str, Any] | None = None
+        self._starting = False
+        refused = self.shared_account_refusal()
+        if refused:
+            self.log.error("pw_spawner: %s", refused)
+
+    def shared_account_refusal(self) -> str | None:
+        """Why this configuration is refused (users' jobs would share an account), or None."""
+        return refuse_shared_account(self.scheduler, self.exec_prefix, self.resources,
+                                     self.allow_shared_account)
 
     # ---------------------------------------------------------------- parts
 
-    def _format(self, text: str) -> str:
+    def _format(self, text: str, *, account: bool = False, checked: bool = True) -> str:
+        """``text`` with {username}, {servername} and {servername_suffix} filled in.
+
+        The names it uses are checked first (UnsafeNameError): for a path (no "/", "..", blanks),
+        and with ``account`` for a login name (sudo -u, ssh). ``checked=False`` is for the job
+        name, which is sanitised and made unique by a hash instead.
+        """
         server = self.name or ""
+        if checked and "{username}" in text:
+            check_name("user", self.user.name, account=account)
+        if checked and server and "{servername" in text:
+            check_name("server", server)
         return text.format(username=self.user.name, servername=server,
                            servername_suffix=f"-{server}" if server else "")
 
     @property
     def job_name(self) -> str:
-        return safe_job_name(self._format(self.job_name_template))
+        """This server's job name, distinct for every (user, server) (see scripts.job_name_for)."""
+        return job_name_for(self.user.name, self.name or "", self.job_name_template)
 
     def make_executor(self) -> Executor:
         """Where commands run: the resource's login node over SSH, or the hub host."""
@@ -388,13 +439,16 @@ class PWSpawner(Spawner):
             return SSHExecutor(target.host, username=target.username, port=target.port,
                                known_hosts=target.known_hosts, key_file=target.key_file,
                                agent_path=target.agent_path, env=self.resource.env)
-        prefix = [self._format(part) for part in self.exec_prefix]
+        prefix = [self._format(part, account=True) for part in self.exec_prefix]
         return LocalExecutor(prefix=prefix, username=self.user.name if prefix else None)
 
     def ssh_target(self, host: str | None = None):
         """The SSH target of this server's resource (its chosen login node, or ``host``)."""
-        assert self.resource is not None
-        return self.resource.target(host or self.ssh_host or self.resource.hosts[0], self.user.name)
+        if self.resource is None:
+            raise RuntimeError("ssh_target() of a server that runs on the hub host")
+        # The hub user's name becomes a login (or a key's path): refuse names such as "#1000".
+        username = check_name("user", self.user.name, account=uses_username([self.resource.ssh_user]))
+        return self.resource.target(host or self.ssh_host or self.resource.hosts[0], username)
 
     @property
     def scheduler_kind(self) -> str:
@@ -518,7 +572,7 @@ class PWSpawner(Spawner):
             job_name=self.job_name,
             job_dir=job_dir,
             app=app,
-            bind_ip=self.bind_ip or default_bind_ip(self.scheduler_kind),
+            bind_ip=self._bind_ip(),
             hub_env=hub_env,
             start_timeout=self.job_start_timeout,
             setup_lines=self.setup_lines,
@@ -574,8 +628,10 @@ class PWSpawner(Spawner):
     # ---------------------------------------------------------------- progress
 
     def _emit(self, progress: int, message: str) -> None:
-        # Status loops say the same thing every second; the page needs each step once.
-        if any(event["message"] == message for event in self._events):
+        # Status loops say the same thing every second; the page needs each step once. Messages
+        # may carry a job's text: one line each, and a bounded list.
+        message = clean_message(message)
+        if len(self._events) >= MAX_EVENTS or any(event["message"] == message for event in self._events):
             return
         self.log.info("%s: %s", self._log_name, message)
         self._events.append({"progress": progress, "message": message})
@@ -600,7 +656,12 @@ class PWSpawner(Spawner):
         self._events, self._progress_done = [], False
         self.service, self.job_node, self._started_unknown_at = None, None, None
         self.resource, self.ssh_host, self.tunnel_port = None, None, None
+        self._starting = True
         try:
+            refused = self.shared_account_refusal()
+            if refused:
+                raise spawn_error("This hub's configuration is refused; please tell the administrators.",
+                                  reason="shared-account", log_message=refused)
             selection = await self.selection()
             # One thing a message: the profile here, the resources with the submission (display
             # names often carry a summary of their own, and overrides may have changed it).
@@ -626,6 +687,10 @@ class PWSpawner(Spawner):
             self.log.info("%s: start cancelled", self._log_name)
             await self._cancel_job_quietly()
             raise
+        except UnsafeNameError as exc:
+            # Names are checked where they are filled into a command or a path, before anything runs.
+            await self._cancel_job_quietly()
+            raise spawn_error(f"This server cannot be started: {exc}.", reason="bad-name") from None
         except Exception as exc:
             await self._cancel_job_quietly()
             if not hasattr(exc, "jupyterhub_message"):
@@ -633,6 +698,7 @@ class PWSpawner(Spawner):
                 raise spawn_error(f"The server could not be started: {exc}", reason="error") from exc
             raise
         finally:
+            self._starting = False
             self._progress_done = True
             self._events_changed.set()
 
@@ -659,6 +725,11 @@ class PWSpawner(Spawner):
     async def _submit(self, executor: Executor, scheduler: Scheduler, script: str, job_dir: str,
                       summary: str) -> None:
         self._emit(10, f"Submitting a job for {summary}")
+        # A service.json of an earlier job must not be read as this one's (its JOB_ID is checked too).
+        try:
+            await executor.run(["rm", "-f", "--", f"{job_dir}/service.json"])
+        except ExecutorError as exc:
+            raise spawn_error(f"The cluster could not be reached: {exc}", reason="scheduler") from None
         task = asyncio.ensure_future(scheduler.submit(executor, script, name=self.job_name, job_dir=job_dir))
         try:
             job_id = await asyncio.shield(task)
@@ -675,12 +746,34 @@ class PWSpawner(Spawner):
         self.job = JobRef(job_id, self.job_name, job_dir)
 
     async def _read_service(self, executor: Executor) -> ServiceStatus | None:
+        """The job's service.json through the trust boundary; None while there is none.
+
+        Raises InvalidServiceRecord when the job wrote something the hub does not accept.
+        """
+        assert self.job is not None
         try:
-            text = await executor.read_file(f"{self.job.job_dir}/service.json")
-            return ServiceStatus.from_json(text) if text else None
-        except (ExecutorError, ServiceStatusError) as exc:
+            text = await executor.read_file(f"{self.job.job_dir}/service.json", max_bytes=MAX_SERVICE_BYTES)
+        except UntrustedFileError as exc:
+            raise InvalidServiceRecord(str(exc)) from None
+        except ExecutorError as exc:
             self.log.debug("%s: service.json not readable yet: %s", self._log_name, exc)
             return None
+        if not text:
+            return None
+        try:
+            service = ServiceStatus.from_json(text)
+            check_identity(service, self.job.job_id)
+        except ServiceStatusError as exc:
+            raise InvalidServiceRecord(str(exc)) from None
+        return service
+
+    async def _read_service_or_fail(self, executor: Executor) -> ServiceStatus | None:
+        try:
+            return await self._read_service(executor)
+        except InvalidServiceRecord as exc:
+            raise spawn_error(f"The job reported an invalid service record: {exc}", reason="bad-service",
+                              log_message=f"job {self.job.job_id if self.job else '?'}: invalid "
+                                          f"service.json: {exc}") from None
 
     async def _follow_until_ready(self, scheduler: Scheduler) -> str:
         executor = self.make_executor()
@@ -693,7 +786,10 @@ class PWSpawner(Spawner):
             elif info.state is JobState.UNKNOWN:
                 self._emit(30, f"Waiting for the scheduler to answer about job {self.job.job_id}")
             elif info.state.finished:
-                service = await self._read_service(executor)
+                try:
+                    service = await self._read_service(executor)
+                except InvalidServiceRecord:
+                    service = None
                 said = service.error_message if service and service.error_message else ""
                 raise spawn_error(
                     f"Job {self.job.job_id} ended ({info.raw_state.lower() or info.state.value}) "
@@ -702,7 +798,7 @@ class PWSpawner(Spawner):
                 if info.node:
                     self.job_node = info.node
                 self._emit(50, f"Job {self.job.job_id} is running on {info.node or 'its node'}")
-                service = await self._read_service(executor)
+                service = await self._read_service_or_fail(executor)
                 if service is not None:
                     if service.job_status is JobState.FAILED:
                         raise spawn_error(service.error_message or "The app failed to start.",
@@ -715,16 +811,62 @@ class PWSpawner(Spawner):
             await asyncio.sleep(self.status_interval)
 
     def _app_host(self, service: ServiceStatus) -> str:
-        host = self.connect_host or service.host or self.job_node or "127.0.0.1"
-        if host == "0.0.0.0":
-            host = self.job_node or "127.0.0.1"
-        return host
+        """Where the app is reached: decided by the hub (the trust boundary), never by the job."""
+        # An app the admin binds to loopback is reached on loopback: the node is the hub host (or,
+        # for a resource, the login node the tunnel starts from).
+        loopback = self._bind_ip().startswith("127.") or self._bind_ip() == "::1"
+        admin_host = self.connect_host or ("127.0.0.1" if loopback else "")
+        return app_host(service, on_hub_side=self.scheduler_kind in ("local", "controller"),
+                        node=self.job_node, connect_host=admin_host)
+
+    def _bind_ip(self) -> str:
+        return self.bind_ip or default_bind_ip(self.scheduler_kind)
+
+    def _hub_ports(self) -> set[int]:
+        """The hub's and its proxy's own ports on this host: a job's app can never be one of them."""
+        ports = set()
+        urls = [self.hub.url if self.hub else "", getattr(self.hub, "api_url", "") if self.hub else ""]
+        proxy = (getattr(self.user, "settings", None) or {}).get("proxy")
+        urls += [getattr(proxy, "public_url", "") or "", getattr(proxy, "api_url", "") or ""]
+        for url in urls:
+            try:
+                parts = urlsplit(url)
+                if parts.port:
+                    ports.add(parts.port)
+            except ValueError:
+                continue
+        return ports
+
+    async def _check_local_listener(self, port: int) -> None:
+        """On the hub host: the port must be one the job's own account listens on, not the hub's."""
+        if port in self._hub_ports():
+            raise InvalidServiceRecord(f"PORT {port} is one of the hub's own ports")
+        account = self.make_executor().account
+        try:
+            uid = pwd.getpwnam(account).pw_uid
+        except KeyError:
+            raise InvalidServiceRecord(f"PORT {port} cannot be checked: no account {account!r}") from None
+        uids = await asyncio.to_thread(listener_uids, port)
+        if uids != {uid}:
+            whose = ", ".join(str(u) for u in sorted(uids)) or "nobody"
+            raise InvalidServiceRecord(f"PORT {port} is not the job's own listener (held by uid {whose}, "
+                                       f"the job runs as {account})")
 
     async def _ready(self, service: ServiceStatus) -> str:
+        try:
+            host = self._app_host(service)
+            if self.resource is None and host in ("127.0.0.1", "localhost"):
+                # The app is on the hub host itself, where the hub can see who listens on its port.
+                assert service.port is not None
+                await self._check_local_listener(service.port)
+        except (ServiceStatusError, InvalidServiceRecord) as exc:
+            raise spawn_error(f"The job reported an invalid service record: {exc}", reason="bad-service",
+                              log_message=f"job {self.job.job_id if self.job else '?'}: refused "
+                                          f"service.json: {exc}") from None
         self.service = service
-        host = self._app_host(service)
         if service.slug and not self.default_url:
-            self.default_url = "/" + service.slug.lstrip("/")
+            # JupyterHub formats default_url with the user's names: braces cannot come from the job.
+            self.default_url = "/" + service.slug.lstrip("/").replace("{", "").replace("}", "")
         self._emit(90, f"The app is listening on {host}:{service.port}")
         if self.resource is None:
             return f"{service.scheme}://{host}:{service.port}"
@@ -754,6 +896,10 @@ class PWSpawner(Spawner):
 
     async def poll(self) -> int | None:
         if self.job is None:
+            if not self._starting:
+                # A hub that died while this server's job queued saved no state; the job may still
+                # be there, and JupyterHub calls no stop() for a server whose poll() says stopped.
+                await self._cancel_leftovers_quietly()
             return 0
         info = await self._batcher().query(self.job)
         if info.state is JobState.UNKNOWN:
@@ -793,6 +939,22 @@ class PWSpawner(Spawner):
             self.log.warning("%s: job %s still not ended %.0f s after cancel", self._log_name,
                              job.job_id, self.stop_timeout)
         self.job = None
+
+    async def _cancel_leftovers_quietly(self) -> None:
+        """Cancel this server's unsaved jobs (found by their name); errors are logged, not raised."""
+        # Jobs go to the hub host, or (with resources) to one of the user's resources.
+        targets: list[Resource | None] = [*self.user_resources()] or [None]
+        try:
+            for resource in targets:
+                self.resource = resource
+                executor, scheduler = self.make_executor(), self.make_scheduler()
+                # Bounded: JupyterHub polls every server at its start and waits for all of them.
+                await asyncio.wait_for(
+                    self._cancel_leftovers(executor, scheduler, await self.job_dir(executor)), 60)
+        except (ExecutorError, SchedulerError, UnsafeNameError, OSError, asyncio.TimeoutError) as exc:
+            self.log.warning("%s: could not look for leftover jobs: %s", self._log_name, exc)
+        finally:
+            self.resource = None
 
     async def _cancel_job_quietly(self) -> None:
         """Cancel the job of a start that will not finish; errors are logged, not raised."""

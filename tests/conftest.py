@@ -21,6 +21,8 @@ from support.sshd import SSHServer, ensure_login_user, sshd_available
 
 from pw_spawner.testing import fake_app
 
+pytest_plugins = ["support.faults"]  # the fault suite's counters and summary table
+
 
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
@@ -89,7 +91,8 @@ async def spawner_factory(tmp_path):
 
     def make(**traits):
         defaults = dict(profile_list=SIMPLE_PROFILES, job_dir_root=str(tmp_path / "jobs" / "{username}"),
-                        cmd=FAKE_APP, status_interval=0.2, stop_timeout=15, batch_window=0.05)
+                        cmd=FAKE_APP, status_interval=0.2, stop_timeout=15, batch_window=0.05,
+                        allow_shared_account=True)
         spawner = make_spawner(**{**defaults, **traits})
         made.append(spawner)
         return spawner

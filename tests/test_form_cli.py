@@ -12,6 +12,7 @@ import pytest
 from pw_spawner.cli import main
 from pw_spawner.form import options_from_form, render_form
 from pw_spawner.profiles import OptionsError, build_profiles, validate_options
+from pw_spawner.scripts import job_name_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,7 +58,7 @@ def test_cli_render_slurm(capsys):
     assert main(["render", "--profiles", str(REPO / "profiles"), "--profile", "cpu-short",
                  "--scheduler", "slurm", "--set", "hours=2", "--var", "A=1", "--logging"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("#!/bin/bash\n#SBATCH --job-name=pw-alice\n")
+    assert out.startswith(f"#!/bin/bash\n#SBATCH --job-name={job_name_for('alice')}\n")
     assert "#SBATCH --time=02:00:00" in out and "export A=1" in out
     assert "export JUPYTERHUB_API_TOKEN='<the server'\"'\"'s API token, set at spawn>'" in out
 
@@ -80,6 +81,7 @@ def test_cli_reads_jupyterhub_config(tmp_path, capsys):
     config = tmp_path / "jupyterhub_config.py"
     config.write_text(textwrap.dedent(f"""\
         c.PWSpawner.scheduler = "pbs"
+        c.PWSpawner.exec_prefix = ["sudo", "-u", "{{username}}", "--"]
         c.PWSpawner.profiles_dir = {str(REPO / 'profiles')!r}
         c.PWSpawner.profile_list = [{{"slug": "extra", "display_name": "Extra", "job": {{"queue": "q1"}}}}]
     """))
@@ -163,6 +165,7 @@ def test_check_config_skips_a_callable_profile_list(tmp_path, capsys):
     from pw_spawner.cli import check_config
 
     config = Config()
+    config.PWSpawner.allow_shared_account = True
     config.PWSpawner.profile_list = lambda spawner: [{"slug": "x", "job": {"memory": "lots"}}]
     check_config(config)  # does not stop the hub
     assert "profile_list is a callable" in capsys.readouterr().out
@@ -174,7 +177,8 @@ def test_check_config_skips_a_callable_profile_list(tmp_path, capsys):
 
 def test_cli_check_with_a_callable_profile_list(tmp_path, capsys):
     config = tmp_path / "jupyterhub_config.py"
-    config.write_text("c.PWSpawner.profile_list = lambda spawner: []\n")
+    config.write_text("c.PWSpawner.profile_list = lambda spawner: []\n"
+                      "c.PWSpawner.allow_shared_account = True\n")
     assert main(["check", "--config", str(config)]) == 0
     assert "not checked here" in capsys.readouterr().out
     assert main(["render", "--config", str(config)]) == 1

@@ -66,7 +66,8 @@ async def test_spawn_reach_stop(slurm_cluster, slurm_spawner):
     took = time.monotonic() - started
     job_id = spawner.job.job_id
     line = squeue(slurm_cluster, job_id)
-    assert line == f"{job_id}|RUNNING|{USER}|pw-{USER}", line
+    assert line == f"{job_id}|RUNNING|{USER}|{spawner.job_name}", line
+    assert spawner.job_name.startswith(f"pw-{USER}-")
     record = await asyncio.to_thread(fetch, url)
     assert record["user"] == USER and record["has_token"] is True
     assert await spawner.poll() is None

@@ -155,10 +155,18 @@ async def test_named_servers_do_not_share_jobs(spawner_factory):
     a = spawner_factory()
     b = spawner_factory(server_name="gpu-work")
     url_a, url_b = await asyncio.gather(a.start(), b.start())
-    assert a.job_name == "pw-alice" and b.job_name == "pw-alice-gpu-work"
+    assert a.job_name.startswith("pw-alice-") and b.job_name.startswith("pw-alice-gpu-work-")
     assert a.job.job_dir != b.job.job_dir and url_a != url_b
     await a.stop()
     assert await b.poll() is None
+
+
+def test_job_names_differ_for_every_user_and_server(spawner_factory):
+    """alice's server "x" and user alice-x's default server once had one name (and job dir)."""
+    pairs = [("alice", "x"), ("alice-x", ""), ("alice", ""), ("alice", "x-"), ("alice-", "x")]
+    names = {spawner_factory(username=u, server_name=s).job_name for u, s in pairs}
+    assert len(names) == len(pairs)
+    assert all(len(name) <= 64 for name in names)
 
 
 async def test_leftover_job_is_cancelled_on_next_start(spawner_factory):

@@ -26,22 +26,168 @@ PW_HOST="$PW_BIND_IP"
 if [ "$PW_HOST" = 0.0.0.0 ]; then PW_HOST="$(hostname)"; fi
 PW_PORT=""
 PW_LOG="$PW_JOB_DIR/job.out"
-mkdir -p "$PW_JOB_DIR" && chmod 0700 "$PW_JOB_DIR"
+export PW_JOB_DIR PW_JOB_ID PW_URL PW_SLUG PW_HOST PW_PORT
+
+# The job's helper (service.json, ports, the job directory's checks): python3, standard library only.
+command -v python3 >/dev/null || { echo "pw_spawner: python3 is needed on this node" >&2; exit 1; }
+PW_HELPER="$(cat <<'PW_HELPER_PY'
+"""The job's own helper, run by the job script on its node with ``python3 -I -S -c``.
+
+Standard library only (a node needs python3, not pw_spawner). Subcommands:
+
+- ``checkdir DIR``: refuse a job directory that is a symbolic link, not this account's, or open to
+  others (another user under a shared root could plant files there).
+- ``status STATE [MESSAGE]``: write service.json whole (a real JSON encoder, mode 0600, renamed into
+  place) from PW_JOB_DIR, PW_URL, PW_PORT, PW_SLUG, PW_HOST and PW_JOB_ID.
+- ``port HOST``: a port free on HOST now (a candidate: only ``owns`` says whose it became).
+- ``owns PID PORT``: whether a socket listening on PORT belongs to PID or one of its descendants.
+  Exit 0 yes, 1 nothing listens yet, 3 someone else listens there (another user took the port).
+- ``secret``: a random token for an app's private wiring.
+"""
+
+import json
+import os
+import secrets
+import socket
+import stat
+import sys
+
+
+def checkdir(path):
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        return f"cannot use the job directory {path}: {exc.strerror}"
+    if stat.S_ISLNK(info.st_mode):
+        return f"the job directory {path} is a symbolic link"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"the job directory {path} is not a directory"
+    if info.st_uid != os.geteuid():
+        return f"the job directory {path} belongs to uid {info.st_uid}, not to this job's account"
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        return f"the job directory {path} has mode {stat.S_IMODE(info.st_mode):04o}, not 0700"
+    return None
+
+
+def status(state, message=""):
+    env = os.environ
+    directory = env["PW_JOB_DIR"]
+    port = env.get("PW_PORT", "")
+    record = {
+        "JOB_STATUS": state,
+        "URL": env.get("PW_URL", "/me"),
+        "PORT": int(port) if port.isdigit() else None,
+        "SLUG": env.get("PW_SLUG", ""),
+        "HOST": env.get("PW_HOST", ""),
+        "ERROR_MESSAGE": message,
+        "JOB_ID": env.get("PW_JOB_ID", ""),
+    }
+    tmp = os.path.join(directory, f".service.json.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(record, handle)
+        handle.write("\n")
+    os.replace(tmp, os.path.join(directory, "service.json"))
+
+
+def listening_inodes(port):
+    inodes = set()
+    wanted = f"{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as handle:
+                next(handle, None)
+                for line in handle:
+                    parts = line.split()
+                    # local_address is HEXADDR:HEXPORT; state 0A is LISTEN; field 9 the inode.
+                    if len(parts) > 9 and parts[3] == "0A" and parts[1].rsplit(":", 1)[-1] == wanted:
+                        inodes.add(parts[9])
+        except OSError:
+            pass
+    return inodes
+
+
+def process_tree(root):
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in tree:
+            tree.add(pid)
+            todo.extend(children.get(pid, ()))
+    return tree
+
+
+def owns(pid, port):
+    inodes = listening_inodes(port)
+    if not inodes:
+        return 1
+    for member in process_tree(pid):
+        try:
+            fds = os.listdir(f"/proc/{member}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{member}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                return 0
+    return 3
+
+
+def main(args):
+    command = args[0] if args else ""
+    if command == "checkdir":
+        problem = checkdir(args[1])
+        if problem:
+            print(problem, file=sys.stderr)
+            return 1
+        return 0
+    if command == "status":
+        status(args[1], args[2] if len(args) > 2 else "")
+        return 0
+    if command == "port":
+        with socket.socket() as sock:
+            sock.bind((args[1] if len(args) > 1 else "", 0))
+            print(sock.getsockname()[1])
+        return 0
+    if command == "owns":
+        return owns(int(args[1]), int(args[2]))
+    if command == "secret":
+        print(secrets.token_hex(24))
+        return 0
+    print(f"job helper: unknown command {command!r}", file=sys.stderr)
+    return 2
+
+
+sys.exit(main(sys.argv[1:]))
+PW_HELPER_PY
+)"
+pw_helper() { python3 -I -S -c "$PW_HELPER" "$@"; }
+# The job directory must be this account's own, 0700: under a shared root another user could
+# otherwise plant the files this job runs (the proxy's configuration) or reads.
+mkdir -p -m 0700 "$PW_JOB_DIR" 2>/dev/null
+PW_DIR_PROBLEM="$(pw_helper checkdir "$PW_JOB_DIR" 2>&1)" || {
+    echo "pw_spawner: refusing to run: $PW_DIR_PROBLEM" >&2
+    exit 1
+}
 # The scheduler starts jobs in the submitting directory (the hub's); apps start from home.
 cd "$HOME" || cd /
 
-# service.json is written whole and renamed into place, so the hub never reads half a file.
-pw_json() {
-    local s="$1"
-    s="${s//\\/\\\\}"; s="${s//\"/\\\"}"; s="${s//$'\n'/\\n}"; s="${s//$'\r'/}"; s="${s//$'\t'/\\t}"
-    printf '"%s"' "$s"
-}
+# service.json is written whole, with a JSON encoder, and renamed into place.
 pw_status() {
-    local tmp="$PW_JOB_DIR/.service.json.$$"
-    printf '{"JOB_STATUS": %s, "URL": %s, "PORT": %s, "SLUG": %s, "HOST": %s, "ERROR_MESSAGE": %s, "JOB_ID": %s}\n' \
-        "$(pw_json "$1")" "$(pw_json "$PW_URL")" "${PW_PORT:-null}" "$(pw_json "$PW_SLUG")" \
-        "$(pw_json "$PW_HOST")" "$(pw_json "${2:-}")" "$(pw_json "$PW_JOB_ID")" >"$tmp" \
-        && mv -f "$tmp" "$PW_JOB_DIR/service.json"
+    pw_helper status "$1" "${2:-}"
 }
 pw_fail() {
     echo "pw_spawner: $1" >&2
@@ -65,16 +211,10 @@ PW_APP_NAME=Xpra
 PW_PROXY=(jupyter-standaloneproxy)
 command -v "${PW_PROXY[0]}" >/dev/null \
     || pw_fail 'jupyter-standaloneproxy was not found in this environment (pip install '"'"'jupyter-server-proxy[standalone]'"'"')'
-pw_free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-pw_secret() {
-    python3 -c 'import secrets; print(secrets.token_hex(24))'
-}
-PW_PORT="$(pw_free_port)" || pw_fail "python3 is not available to pick a port"
+pw_free_port() { pw_helper port 127.0.0.1; }
+pw_secret() { pw_helper secret; }
+PW_PORT="$(pw_helper port "$PW_BIND_IP")" || pw_fail "no free port on this node"
 export JUPYTERHUB_SERVICE_URL="http://${PW_BIND_IP}:${PW_PORT}${JUPYTERHUB_SERVICE_PREFIX:-/}"
-PW_CHECK_HOST="$PW_BIND_IP"
-if [ "$PW_CHECK_HOST" = 0.0.0.0 ]; then PW_CHECK_HOST=127.0.0.1; fi
 
 PW_APP_DIR="$PW_JOB_DIR/app"
 rm -rf "$PW_APP_DIR" && mkdir -m 0700 "$PW_APP_DIR" || pw_fail "cannot make $PW_APP_DIR"
@@ -120,6 +260,8 @@ _pw_standalone_app.make_standalone_proxy = _pw_make_handler_checking_websockets
 PW_PROXY_CONFIG
 
 PW_PIDS=()
+# Helpers the session cannot do without (websockify...), as "name pid": if one ends, the job fails.
+PW_SUPERVISED=()
 pw_stop_all() {
     local pid
     for pid in "${PW_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
@@ -147,7 +289,17 @@ pw_wait() {
         sleep 0.2
     done
 }
-pw_tcp_ready() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+# pw_listens PID PORT: whether PID (or a child of it) listens on PORT. Another process listening
+# there (another user took the port after it was picked) fails the job: nothing may be routed to it.
+pw_listens() {
+    pw_helper owns "$1" "$2"
+    case $? in
+        0) return 0 ;;
+        3) pw_stop_all
+           pw_fail "port $2 on $(hostname) was taken by another process before $PW_APP_NAME's part listened on it; please start again" ;;
+    esac
+    return 1
+}
 # pw_xauth DISPLAY: the session's X cookie for DISPLAY in $XAUTHORITY. xauth reads it from stdin, so
 # it never stands in a command line. An X server given -auth takes every entry of the file, whatever
 # its display number, so one for :0 serves until the server has picked its display (-displayfd).
@@ -192,16 +344,23 @@ pw_status STARTING "starting the authenticating proxy"
     -- tail --pid="$$" -f /dev/null &
 PW_PROXY_PID=$!
 PW_PIDS+=("$PW_PROXY_PID")
-pw_wait jupyter-standaloneproxy "$PW_PROXY_PID" pw_tcp_ready "$PW_CHECK_HOST" "$PW_PORT"
+pw_wait jupyter-standaloneproxy "$PW_PROXY_PID" pw_listens "$PW_PROXY_PID" "$PW_PORT"
 pw_status RUNNING ""
 
-# The session lasts while both the app and the proxy do (helpers such as a terminal may come and go).
-while kill -0 "$PW_APP_PID" 2>/dev/null && kill -0 "$PW_PROXY_PID" 2>/dev/null; do
-    wait -n 2>/dev/null || sleep 1
+# The session lasts while the app, the proxy and every supervised helper do (helpers such as a
+# terminal may come and go).
+pw_ended=""
+while [ -z "$pw_ended" ]; do
+    kill -0 "$PW_APP_PID" 2>/dev/null || break
+    kill -0 "$PW_PROXY_PID" 2>/dev/null || pw_ended="jupyter-standaloneproxy"
+    for pw_entry in "${PW_SUPERVISED[@]}"; do
+        kill -0 "${pw_entry##* }" 2>/dev/null || pw_ended="${pw_entry% *}"
+    done
+    [ -n "$pw_ended" ] || wait -n 2>/dev/null || sleep 1
 done
-if kill -0 "$PW_APP_PID" 2>/dev/null; then
+if [ -n "$pw_ended" ]; then
     pw_stop_all
-    pw_status FAILED "jupyter-standaloneproxy exited (its output: $PW_LOG)"
+    pw_status FAILED "$pw_ended exited, which ends the session (its output: $PW_LOG)"
     exit 1
 fi
 wait "$PW_APP_PID"
