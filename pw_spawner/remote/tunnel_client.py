@@ -5,6 +5,11 @@ detached into its own session, when nothing answers there; so the process outliv
 its forwards survive a hub restart. :class:`InlineTunnels` runs the same
 :class:`~pw_spawner.remote.tunnel.TunnelService` on the hub's event loop: fewer moving parts, but
 every user's traffic then crosses the hub's loop (see docs/benchmarks.md for what that costs).
+
+The socket is trusted only when no other account can have put it there: its directory must be
+the hub's own and closed to others (0700), the socket the hub's own, and the process answering on
+it (SO_PEERCRED) must run as the hub's uid. Otherwise a local user could stand in for the tunnel
+process and learn, or redirect, every forward the hub asks for.
 """
 
 from __future__ import annotations
@@ -13,6 +18,10 @@ import abc
 import asyncio
 import json
 import os
+import pwd
+import socket
+import stat
+import struct
 import sys
 import time
 from dataclasses import asdict
@@ -88,15 +97,60 @@ class TunnelProcessClient(Tunnels):
         try:
             return await self._send(request)
         except (FileNotFoundError, ConnectionRefusedError):
+            # Nothing listens there. (A path or server that failed the checks raised
+            # TunnelError instead: no tunnel process is started in a place others control.)
             if not self.autostart:
                 raise TunnelError(f"the tunnel process does not answer on {self.socket_path}; "
                                   "start it with `pw-spawner tunnel --socket ...`") from None
         await self.start_process()
         return await self._send(request)
 
+    def check_path(self) -> None:
+        """TunnelError unless the socket's directory and the socket (if there) are ours alone.
+
+        A missing directory or socket passes: there is nothing to connect to yet, and
+        :meth:`start_process` makes the directory 0700 and checks it again.
+        """
+        directory = os.path.dirname(os.path.abspath(self.socket_path))
+        uid = os.geteuid()
+        try:
+            info = os.stat(directory)
+        except FileNotFoundError:
+            return
+        wrong = []
+        if not stat.S_ISDIR(info.st_mode):
+            wrong.append("not a directory")
+        if info.st_mode & 0o077:
+            wrong.append(f"mode {stat.S_IMODE(info.st_mode):04o}")
+        if info.st_uid != uid:
+            wrong.append(f"owned by {_account(info.st_uid)}")
+        if wrong:
+            raise TunnelError(f"{directory} is {' and '.join(wrong)}; it must be 0700 and owned by "
+                              f"{_account(uid)}")
+        try:
+            info = os.stat(self.socket_path)
+        except FileNotFoundError:
+            return
+        if info.st_uid != uid:
+            raise TunnelError(f"{self.socket_path} is owned by {_account(info.st_uid)}, not by "
+                              f"{_account(uid)}")
+
+    def _check_peer(self, writer: asyncio.StreamWriter) -> None:
+        """TunnelError unless the process at the other end runs as our uid (the kernel says so)."""
+        sock = writer.get_extra_info("socket")
+        if sock is None or not hasattr(socket, "SO_PEERCRED"):
+            raise TunnelError(f"cannot learn who serves {self.socket_path} (no SO_PEERCRED here)")
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, _gid = struct.unpack("3i", creds)
+        if uid != os.geteuid():
+            raise TunnelError(f"{self.socket_path} is served by process {pid} of {_account(uid)}, "
+                              f"not by {_account(os.geteuid())}")
+
     async def _send(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.check_path()
         reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=MAX_REQUEST)
         try:
+            self._check_peer(writer)  # before a byte of the request leaves
             writer.write(json.dumps(request).encode() + b"\n")
             await writer.drain()
             line = await asyncio.wait_for(reader.readline(), self.timeout)
@@ -117,6 +171,8 @@ class TunnelProcessClient(Tunnels):
                 return
             directory = Path(self.socket_path).parent
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # One made by someone else, or left open to others, is refused, not taken over.
+            self.check_path()
             log_path = f"{self.socket_path}.log"
             log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
@@ -145,6 +201,13 @@ class TunnelProcessClient(Tunnels):
         except (OSError, TunnelError, ValueError):
             return False
         return True
+
+
+def _account(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _checked(answer: dict[str, Any]) -> dict[str, Any]:
