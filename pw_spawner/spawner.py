@@ -56,6 +56,7 @@ from .status import (
     check_identity,
     clean_message,
     listener_uids,
+    service_is_an_earlier_jobs,
 )
 
 STATE_VERSION = 1
@@ -720,7 +721,22 @@ class PWSpawner(Spawner):
         """Jobs under this server's name that no hub state knows (a hub died while they queued)."""
         for job_id in await scheduler.find(executor, self.job_name, job_dir):
             self.log.warning("%s: cancelling leftover job %s", self._log_name, job_id)
-            await scheduler.cancel(executor, JobRef(job_id, self.job_name, job_dir))
+            leftover = JobRef(job_id, self.job_name, job_dir)
+            await scheduler.cancel(executor, leftover)
+            # It shares the job directory: it must be gone before the next job writes there.
+            await self._wait_ended(executor, scheduler, leftover)
+
+    async def _wait_ended(self, executor: Executor, scheduler: Scheduler, job: JobRef) -> bool:
+        """Wait (up to ``stop_timeout``) until the scheduler reports a cancelled job ended."""
+        deadline = time.monotonic() + self.stop_timeout
+        while time.monotonic() < deadline:
+            info = (await scheduler.query(executor, [job]))[job.job_id]
+            if info.state.finished:
+                return True
+            await asyncio.sleep(0.5)
+        self.log.warning("%s: job %s still not ended %.0f s after cancel", self._log_name,
+                         job.job_id, self.stop_timeout)
+        return False
 
     async def _submit(self, executor: Executor, scheduler: Scheduler, script: str, job_dir: str,
                       summary: str) -> None:
@@ -764,6 +780,11 @@ class PWSpawner(Spawner):
             service = ServiceStatus.from_json(text)
             check_identity(service, self.job.job_id)
         except ServiceStatusError as exc:
+            if service_is_an_earlier_jobs(text, exc):
+                # A cancelled job of this server may write its last word after the new one was
+                # submitted (its trap runs after Slurm already says CANCELLED): not this job's yet.
+                self.log.debug("%s: service.json is an earlier job's: %s", self._log_name, exc)
+                return None
             raise InvalidServiceRecord(str(exc)) from None
         return service
 
@@ -929,15 +950,7 @@ class PWSpawner(Spawner):
         job, executor, scheduler = self.job, self.make_executor(), self.make_scheduler()
         await self._close_tunnel()
         await scheduler.cancel(executor, job)
-        deadline = time.monotonic() + self.stop_timeout
-        while time.monotonic() < deadline:
-            info = (await scheduler.query(executor, [job]))[job.job_id]
-            if info.state.finished:
-                break
-            await asyncio.sleep(0.5)
-        else:
-            self.log.warning("%s: job %s still not ended %.0f s after cancel", self._log_name,
-                             job.job_id, self.stop_timeout)
+        await self._wait_ended(executor, scheduler, job)
         self.job = None
 
     async def _cancel_leftovers_quietly(self) -> None:

@@ -16,6 +16,7 @@ from conftest import SIMPLE_PROFILES
 from support.slurm_cluster import ensure_user
 
 from pw_spawner import PWSlurmSpawner
+from pw_spawner.scripts import job_name_for
 
 pytestmark = pytest.mark.slurm
 USER = "pwtestuser"
@@ -127,8 +128,8 @@ async def test_restart_reattaches_and_finds_leftovers(slurm_cluster, slurm_spawn
 
 async def test_another_accounts_job_with_the_same_name_is_left_alone(slurm_cluster, slurm_spawner):
     # Anyone on a cluster can name a job "pw-pwtestuser"; the leftover search must not touch it.
-    submitted = slurm_cluster.run("sbatch", "--parsable", f"--job-name=pw-{USER}", "--cpus-per-task=1",
-                                  "--mem=64M", "--output=/dev/null", "--wrap=sleep 120")
+    submitted = slurm_cluster.run("sbatch", "--parsable", f"--job-name={job_name_for(USER)}",
+                                  "--cpus-per-task=1", "--mem=64M", "--output=/dev/null", "--wrap=sleep 120")
     other = submitted.stdout.strip().split(";")[0]
     assert other.isdigit(), submitted
     try:

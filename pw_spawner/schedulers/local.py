@@ -32,14 +32,16 @@ class LocalScheduler(Scheduler):
     kind = "local"
 
     def __init__(self, python: str = sys.executable):
-        self.runner: tuple[str, ...] = (python, "-m", "pw_spawner.schedulers.local_runner")
+        # -I: the runner must not import a "pw_spawner" planted in the hub's working directory
+        # (it runs as every user who spawns).
+        self.runner: tuple[str, ...] = (python, "-I", "-m", "pw_spawner.schedulers.local_runner")
 
     @classmethod
     def on_login_node(cls, python: str = "python3") -> LocalScheduler:
         """The ``controller`` target: the runner's source travels with each command, so a login
         node needs only a python3, not pw_spawner (the source is code, no secret, in argv)."""
         scheduler = cls(python)
-        scheduler.runner = (python, "-c", Path(local_runner.__file__).read_text())
+        scheduler.runner = (python, "-I", "-c", Path(local_runner.__file__).read_text())
         return scheduler
 
     async def submit(self, executor: Executor, script: str, *, name: str, job_dir: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -31,10 +32,28 @@ def _start_time(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def _own_directory_problem(job_dir: Path) -> str | None:
+    """Why ``job_dir`` is not this account's own 0700 directory (it must not be a symlink either)."""
+    info = os.lstat(job_dir)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        return f"{job_dir} is not a directory (a symbolic link or a file)"
+    if info.st_uid != os.geteuid():
+        return f"{job_dir} belongs to uid {info.st_uid}, not to this job's account"
+    return None
+
+
 def submit(job_dir: Path) -> int:
     script = sys.stdin.read()
-    job_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(job_dir, 0o700)
+    try:
+        job_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        problem = _own_directory_problem(job_dir)
+        if problem is None:
+            os.chmod(job_dir, 0o700)
+    except OSError as exc:
+        problem = f"cannot make the job directory {job_dir}: {exc.strerror}"
+    if problem:
+        print(f"refusing to run: {problem}", file=sys.stderr)
+        return 1
     for stale in ("exitcode", "cancelled", "service.json"):
         (job_dir / stale).unlink(missing_ok=True)
     path = job_dir / "job.sh"
@@ -87,6 +106,21 @@ def status(job_dir: Path) -> int:
     return 0
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the job's process group is left (not only its leader)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # state, ppid, pgrp: a zombie has ended.
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
 def cancel(job_dir: Path, grace: float = 5.0) -> int:
     pid, alive = _alive(job_dir)
     if pid is None or not alive:
@@ -96,11 +130,12 @@ def cancel(job_dir: Path, grace: float = 5.0) -> int:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         return 0
+    # Done when the whole group has gone: the script's trap still writes its last status.
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not _alive(job_dir)[1]:
+        if not _group_alive(pid):
             return 0
-        time.sleep(0.1)
+        time.sleep(0.05)
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:

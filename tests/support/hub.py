@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from pw_spawner.scripts import job_name_for
 from support.net import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,7 +156,7 @@ class HubProcess:
 
     def job_dir(self, user: str, server: str = "") -> Path:
         """The demo's job directory of a user's server (job_dir_root is ``<state>/jobs/{username}``)."""
-        return self.state_dir / "jobs" / user / (f"pw-{user}-{server}" if server else f"pw-{user}")
+        return self.state_dir / "jobs" / user / job_name_for(user, server)
 
     # ------------------------------------------------------------------ lifecycle
 
