@@ -193,6 +193,8 @@ async def bench(args: argparse.Namespace, work: Path) -> None:
 
     def pw_spawner() -> PWSpawner:
         traits = {"status_interval": args.status_interval} if args.status_interval else {}
+        # Like LocalProcessSpawner here, every server runs as the benchmark's own account.
+        traits["allow_shared_account"] = True
         spawner = make_spawner(profile_list=[PROFILE], job_dir_root=str(work / "jobs" / "{username}"),
                                username=username, cmd=cmd, args=extra_args, **traits)
         spawner.hub = hub

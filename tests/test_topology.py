@@ -268,7 +268,9 @@ async def test_spawner_on_the_hub_reaches_its_app_and_the_app_the_hub_api(
                 "scheduler": "controller", "job_dir_root": "~/.pw_spawner/jobs",
                 "hub_api_forward": {"bind_host": LOGIN_NODE_SIDE, "bind_port": HUB_API_FORWARD_PORT,
                                     "connect_host": LOGIN_NODE_SIDE}}
+    # One SSH test account stands for every user here.
     spawner = make_spawner(profile_list=SIMPLE_PROFILES, resources=[resource], cmd=fake_app_for_others,
+                           allow_shared_account=True,
                            tunnel_socket=str(tunnel_dir / "t.sock"), status_interval=0.2,
                            stop_timeout=15, user_options={"resource": "topo"})
     spawner.hub = Hub(ip="127.0.0.1", port=hub_api.port, base_url="/hub/")
