@@ -35,6 +35,7 @@ from pw_spawner.testing.plugin import FakeScheduler
 pytestmark = pytest.mark.faults
 
 GRACE = 2.0
+POLL_INTERVAL = 0.2
 #: How long a hanging query may run before the executor gives up on it, in these tests.
 QUERY_TIMEOUT = 0.6
 #: The default partition (Slurm) or queue (PBS): the fake knows ``debug`` for one, ``workq`` for the other.
@@ -100,11 +101,11 @@ def _answers(url: str) -> bool:
 
 
 async def _polls(spawner: Any, seconds: float) -> list[int | None]:
-    """Every poll() answer over ``seconds`` (one round every 0.2 s plus the query's own time)."""
+    """Every poll() answer over ``seconds`` (one round every poll interval plus the query's own time)."""
     answers, deadline = [], time.monotonic() + seconds
     while time.monotonic() < deadline:
         answers.append(await spawner.poll())
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(POLL_INTERVAL)
     return answers
 
 
@@ -115,7 +116,7 @@ async def _gone_after(spawner: Any, limit: float) -> tuple[int | None, float]:
         status = await spawner.poll()
         if status is not None:
             return status, time.monotonic() - began
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(POLL_INTERVAL)
     return None, limit
 
 
@@ -132,7 +133,9 @@ async def test_query_faults_within_and_past_the_grace(sick_scheduler: tuple[Fake
     fake, set_mode = sick_scheduler
     faults.case()
     spawner = spawner_factory(scheduler="slurm" if fake.flavor == "slurm" else "pbs", profile_list=PROFILES,
-                              unknown_state_grace=GRACE, bind_ip="127.0.0.1", connect_host="127.0.0.1")
+                              unknown_state_grace=GRACE, bind_ip="127.0.0.1", connect_host="127.0.0.1",
+                              # The hub's poll interval: every poll round is answered by a fresh query.
+                              status_refresh_interval=POLL_INTERVAL)
     url = await spawner.start()
     try:
         await _short_then_long(spawner, url, fake, set_mode, fault, faults)
@@ -146,13 +149,13 @@ async def _short_then_long(spawner: Any, url: str, fake: FakeScheduler, set_mode
     job_id = spawner.job.job_id
     assert _answers(url), "the app did not answer before any fault"
 
-    # Two bursts shorter than the grace, together longer than it, with one good answer between.
+    # Two bursts shorter than the grace, together longer than it, with a few good answers between.
     for burst in ("first", "second"):
         set_mode(fault)
         answers = await _polls(spawner, 0.6 * GRACE)
-        set_mode("ok")
-        answers.append(await spawner.poll())
         assert len(answers) >= 3, f"only {len(answers)} poll rounds in the {burst} burst"
+        set_mode("ok")
+        answers += await _polls(spawner, 4 * POLL_INTERVAL)
         if any(a is not None for a in answers) or not _answers(url):
             faults.record("lost sessions", 1, f"{fault} ({fake.flavor}), {burst} burst shorter than the "
                           f"grace: poll() answered {answers}, app answers: {_answers(url)}")
