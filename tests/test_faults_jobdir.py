@@ -88,6 +88,7 @@ async def test_unwritable_job_dir_root_is_a_clear_spawn_error(kind: str, tmp_pat
     with pytest.raises(Exception) as raised:
         await spawner.start()
     message = getattr(raised.value, "jupyterhub_message", None)
+    print(f"{kind}: {message!r}")
 
     job_dir = f"{root.format(username='alice')}/{spawner.job_name}"
     left = _processes_mentioning(job_dir)

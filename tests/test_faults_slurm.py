@@ -235,7 +235,9 @@ def _restart_slurmctld(cluster: SlurmCluster, down: float) -> Iterator[float]:
 async def test_slurmctld_restart_keeps_running_sessions(clean_queue, fault_spawner, faults) -> None:
     """Polls made while slurmctld is down (and answered once it is back) keep both sessions."""
     faults.case()
-    spawners = [fault_spawner(), fault_spawner(server_name="second")]
+    # Polls ask slurmctld each time (no answer older than half a second), as a busy hub's would.
+    spawners = [fault_spawner(status_refresh_interval=0.5),
+                fault_spawner(server_name="second", status_refresh_interval=0.5)]
     urls = [await s.start() for s in spawners]
     jobs = [s.job.job_id for s in spawners]
     assert all(answers(u) for u in urls)
