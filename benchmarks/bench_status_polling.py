@@ -1,372 +1,551 @@
-"""How many squeue calls, how much time and CPU it takes to poll N running jobs, batched or not.
+"""Scheduler queries, hub CPU and loop stalls of N running servers' polls: pw_spawner beside batchspawner.
 
-What it measures: N spawners (default 10, 50, 200) each follow one Slurm job, as a hub's spawners do
-with poll(). For each way of asking, it counts the squeue invocations, the wall time and the CPU
-time (this process plus the commands it ran, from getrusage; with a real Slurm also slurmctld's and
-munged's, from /proc) and how long each poll waited for its answer.
+What it measures. N spawners (default 10, 100, 1,000) each follow one running Slurm job, as a
+hub's do, all on ONE counting mocked Slurm (``_mock_slurm.py``: the fake Slurm of
+``pw_spawner.testing`` behind shims that record every squeue/scontrol/sacct call, whoever makes
+it). For each kind of spawner and each N, in a fresh event loop (a fresh hub):
 
-The two ways of asking:
+- hub start: JupyterHub polls every spawner at once (``await spawner.poll()`` for all,
+  gathered). Measured: scheduler calls, the job ids each squeue asked for, the round's wall time,
+  and the event loop's stall: the lag of a 10 ms ticker running through the round (max, p99);
+- steady state, right after: each spawner polls once (``poll_and_notify()``, what the hub's
+  PeriodicCallback runs) at a random moment of one poll interval (JupyterHub's ``poll_interval``,
+  30 s). Measured: scheduler calls in the interval, and the CPU the hub spends on it: this
+  process's own, plus that of the commands it ran (getrusage of the waited children: the shims,
+  ``sh``, the stand-in for sudo and squeue itself);
+- the polls' answers: "gone" counts polls that said the server had stopped. Every job runs, so any
+  is a wrong answer (e.g. batchspawner when a squeue could not start).
 
-- pw_spawner: :class:`pw_spawner.schedulers.batcher.StatusBatcher`, which answers every query made
-  within its window (``batch_window``, 0.2 s by default) with one ``squeue -j id1,id2,...``.
-- the alternative: one ``squeue -j ID`` per spawner per poll, what batchspawner does. It is run here
-  as ``SlurmScheduler.query(executor, [job])``, the same command, executor and parsing as
-  pw_spawner's, so the only difference is the batching. batchspawner also wraps each call in
-  ``sudo -u USER bash -c``, which this leaves out: its real cost is higher than shown.
+``--time-scale`` compresses time: with 0.1, the 30 s interval lasts 3 s, and the spawner's own
+timing traits that shape its queries (``batch_window``, ``status_refresh_interval``; each only
+where the class has it) are scaled by the same factor, so that the figures per interval keep
+their meaning. CPU work is not scaled: it is the same work done in less time.
 
-Both use the real code path: ``get_scheduler("slurm")`` and a :class:`LocalExecutor` (a subclass of
-it that only counts what it runs), against real processes.
+The kinds (``--spawners``):
 
-Two patterns of polling:
+- ``floor``: a JupyterHub Spawner whose ``poll()`` returns None at once: the hub's own cost of a
+  poll, and the harness's (a task and a timer per poll), which every other kind pays too;
+- ``pw``: ``PWSlurmSpawner``, no ``exec_prefix`` (jobs and queries as the hub's account;
+  ``allow_shared_account``, as such a site must set);
+- ``pw-user``: ``PWSlurmSpawner`` with a per-user prefix, ``[asuser, "{username}", "--"]``:
+  ``asuser`` stands in for ``sudo -u {username} --`` (it takes the name and runs the rest as the
+  caller: no real accounts are needed, and the mocked Slurm shows every job to everyone);
+- ``pw-user-qa``: the same, with ``status_query_prefix`` naming a query account (a prefix without
+  {username}), where the class has that trait;
+- ``batchspawner``: batchspawner 1.3.0's ``SlurmSpawner`` itself, with ``exec_prefix = "asuser
+  {username} --"`` (the shape of its default, ``sudo -E -u {username}``); its poll() runs
+  ``<prefix> squeue -h -j ID -o '%T %B'`` through a shell, one per poll;
+- ``batchspawner-noprefix``: the same with an empty prefix (not in the default list).
 
-- a round: all N spawners poll at the same moment. That is the batcher's best case, and what a hub
-  does just after it starts (it checks every spawner at once, and their poll timers start together).
-- steady state: the N polls fall at random moments within one poll interval (JupyterHub's
-  ``poll_interval`` is 30 s with 10 % jitter, and servers start at different times, so their timers
-  drift apart). Only polls within the same window share a squeue call, so the gain is smaller.
+Every spawner is built through its public surface: ``make_spawner(cls=..., username=...,
+**traits)`` (a stand-in user and hub), ``load_state()`` with the state the hub would have saved
+for a job the mocked Slurm runs (pw_spawner: its ``pw_spawner`` record; batchspawner: ``job_id``
+and ``job_status``), then ``poll()``. Traits are passed only where the class has them
+(``class_traits()``), so the script runs on any version of pw_spawner.
 
-The scheduler: by default the mocked Slurm of :mod:`pw_spawner.testing` (fake sbatch/squeue on
-``PATH``; the jobs are real ``sleep`` processes). Its squeue is a Python program that reads one JSON
-file a job, so each call costs far more CPU than the real one: the call counts carry over to a real
-cluster, the times do not. ``--real-slurm`` uses the Slurm that ``SLURM_CONF`` points at;
-``--start-slurm`` starts a private single-node Slurm with ``tests/support/slurm_cluster.py`` (root,
-slurm-wlm and munge needed) and lets jobs share its cores so that all of them run. Every job the
-benchmark submitted is cancelled at the end.
+Second part, ``--sim-servers`` (default 10,000) on ``--sim-clusters`` (default 5) mocked clusters,
+each its own fake Slurm (state directory and shims): the spawners are spread over the clusters and
+counted per cluster. On the hub host nothing in pw_spawner's configuration names a cluster but the
+prefix its commands run behind, so cluster k's spawners get ``exec_prefix = [enter_k]`` (a script
+that puts cluster k's commands on PATH and sets its state directory, as a SLURM_CONF would pick a
+cluster), or ``[asuser_k, "{username}", "--"]``, and ``status_query_prefix = [enter_k]`` where the
+class has it. A real multi-cluster hub uses ``resources`` (SSH to each cluster's login node).
 
-    python benchmarks/bench_status_polling.py                     # fake Slurm
-    python benchmarks/bench_status_polling.py --start-slurm       # a private real Slurm (root)
-    SLURM_CONF=/etc/slurm/slurm.conf python benchmarks/bench_status_polling.py --real-slurm
+The squeue behind the shims (``--squeue``): ``table`` (default), an awk rendering of the fake's
+own job table, a few ms a call; or ``fake``, the fake's Python squeue (40 to 130 ms and ~14 MB a
+call: with more than a few hundred polls at once it needs GBs). See ``_mock_slurm.py``. Call
+counts do not depend on it; the commands' CPU does.
+
+    python benchmarks/bench_status_polling.py                                  # 30 s intervals
+    python benchmarks/bench_status_polling.py --time-scale 0.1 --sim-spawners pw   # short run
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import logging
 import os
 import random
-import shutil
-import subprocess
+import resource
+import shlex
+import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import (
-    command_line,
-    cpu_seconds,
-    machine_line,
-    median,
-    ms,
-    print_table,
-    process_cpu_seconds,
-)
+from _common import command_line, cpu_seconds, machine_line, ms, print_table
+from _mock_slurm import Calls, Job, MockCluster, cleanup
+from jupyterhub.spawner import Spawner
 
-from pw_spawner.remote.executor import CommandResult, LocalExecutor
-from pw_spawner.schedulers import JobRef, get_scheduler
-from pw_spawner.schedulers.base import JobInfo, Scheduler
-from pw_spawner.schedulers.batcher import StatusBatcher
-from pw_spawner.status import JobState
+from pw_spawner.spawner import PWSlurmSpawner
+from pw_spawner.testing.spawners import make_spawner
 
-REPO = Path(__file__).resolve().parents[1]
-BATCHED = "StatusBatcher (pw_spawner)"
-SINGLE = "one squeue per spawner"
+try:  # the saved state's format; version 1 is the one this script was written against
+    from pw_spawner.spawner import STATE_VERSION
+except ImportError:  # pragma: no cover
+    STATE_VERSION = 1
 
-JOB_SCRIPT = """#!/bin/bash
-#SBATCH --job-name={name}
-#SBATCH --output={job_dir}/job.out
-#SBATCH --time=01:00:00
-#SBATCH --ntasks=1
-#SBATCH --cpus-per-task=1
-#SBATCH --mem=16M
-exec sleep {seconds}
-"""
+#: Traits that set how often and how long a spawner's status queries wait; scaled with time.
+TIMING_TRAITS = ("batch_window", "status_refresh_interval")
+ALL_KINDS = ("floor", "pw", "pw-user", "pw-user-qa", "batchspawner", "batchspawner-noprefix")
+DEFAULT_KINDS = ("floor", "pw", "pw-user", "pw-user-qa", "batchspawner")
+LABELS = {
+    "floor": "no-op Spawner (floor)",
+    "pw": "pw_spawner, no prefix",
+    "pw-user": "pw_spawner, per-user prefix",
+    "pw-user-qa": "pw_spawner, per-user prefix + query account",
+    "batchspawner": "batchspawner 1.3.0, per-user prefix",
+    "batchspawner-noprefix": "batchspawner 1.3.0, no prefix",
+}
 
 
-class CountingExecutor(LocalExecutor):
-    """The hub's LocalExecutor, counting the commands it runs by program name."""
+class NoopSpawner(Spawner):
+    """The floor: a poll() that answers "running" at once, costing nothing but the hub's own call."""
+
+    async def start(self):  # pragma: no cover - never started here
+        return ("127.0.0.1", 1)
+
+    async def stop(self, now=False):  # pragma: no cover
+        return None
+
+    async def poll(self):
+        return None
+
+
+class LogCounter(logging.Handler):
+    """Counts what the spawners log (a thousand identical lines say less than one and a count)."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(logging.WARNING)
         self.counts: Counter[str] = Counter()
+        self.first: dict[str, str] = {}
 
-    async def run(self, argv: Sequence[str], *, input: str | None = None,
-                  timeout: float = 30) -> CommandResult:
-        self.counts[os.path.basename(argv[0])] += 1
-        return await super().run(argv, input=input, timeout=timeout)
+    def emit(self, record: logging.LogRecord) -> None:
+        key = record.levelname.lower()
+        self.counts[key] += 1
+        self.first.setdefault(key, record.getMessage().splitlines()[0][:160] if record.getMessage() else "")
+
+    def take(self) -> str:
+        text = "; ".join(f"{n} {level} (first: {self.first[level]!r})" for level, n in self.counts.items())
+        self.counts.clear()
+        self.first.clear()
+        return text
+
+
+class Ticker:
+    """A task that wakes every ``every`` seconds and records how late each wake-up was."""
+
+    def __init__(self, every: float = 0.01) -> None:
+        self.every, self.lags = every, []
+        self._task: asyncio.Task | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.every
+            await asyncio.sleep(self.every)
+            self.lags.append(max(0.0, loop.time() - due))
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+
+    def summary(self) -> str:
+        if not self.lags:
+            return "-"
+        p99 = statistics.quantiles(self.lags, n=100)[98] if len(self.lags) >= 2 else self.lags[0]
+        return f"{ms(max(self.lags))} / {ms(p99)}"
 
 
 @dataclass
-class Sample:
-    """One measured pass: a round, or one steady-state interval."""
+class Phase:
+    """One measured phase (hub start, or one steady interval) of one kind and N."""
 
-    squeue: int
-    other: int
-    wall: float
-    hub_cpu: float
-    daemon_cpu: float | None
-    waits: list[float]
-    states: Counter[str] = field(default_factory=Counter)
+    calls: Calls = field(default_factory=Calls)
+    per_cluster: list[int] = field(default_factory=list)
+    wall: float = 0.0
+    hub_cpu: float = 0.0
+    commands_cpu: float = 0.0
+    lag: str = "-"
+    gone: int = 0
+    errors: int = 0
+    logged: str = ""
+
+    @property
+    def cpu(self) -> float:
+        return self.hub_cpu + self.commands_cpu
+
+    def answers(self, n: int) -> str:
+        text = f"{n - self.gone - self.errors:,} running"
+        if self.gone:
+            text += f", {self.gone:,} gone"
+        if self.errors:
+            text += f", {self.errors:,} raised"
+        return text
 
 
-class Daemons:
-    """CPU time of slurmctld and munged, which answer squeue but are not this process's children."""
+class Builder:
+    """Makes the spawners of one kind, each loaded with the state of one running job."""
 
-    def __init__(self, pids: Sequence[int]):
-        self.pids = list(pids)
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args, self.work = args, work
+        self.pw_traits = self._pw_traits()
 
-    def cpu(self) -> float | None:
-        if not self.pids:
-            return None
-        readings = [process_cpu_seconds(pid) for pid in self.pids]
-        return None if None in readings else sum(readings)
-
-    @classmethod
-    def of_cluster(cls, conf: str) -> Daemons:
-        pids = []
-        pid_file = None
-        for line in Path(conf).read_text().splitlines():
-            key, _, value = line.partition("=")
-            if key.strip().lower() == "slurmctldpidfile":
-                pid_file = value.strip()
-        for path in (pid_file or "/run/slurmctld.pid", "/run/munge/munged.pid"):
+    def _pw_traits(self) -> dict[str, object]:
+        have = PWSlurmSpawner.class_traits()
+        traits: dict[str, object] = {"allow_shared_account": True} if "allow_shared_account" in have else {}
+        for name in TIMING_TRAITS:
+            if name in have:
+                traits[name] = have[name].default_value
+        for item in self.args.trait:
+            name, _, value = item.partition("=")
+            if name not in have:
+                print(f"note: PWSlurmSpawner has no trait {name!r}; --trait {item} is ignored",
+                      file=sys.stderr)
+                continue
             try:
-                pids.append(int(Path(path).read_text().split()[0]))
-            except (OSError, ValueError, IndexError):
-                print(f"note: no pid in {path}; daemon CPU is left out", file=sys.stderr)
-                return cls([])
-        return cls(pids)
+                traits[name] = json.loads(value)
+            except ValueError:
+                traits[name] = value
+        for name in TIMING_TRAITS:
+            if name in traits:
+                traits[name] = float(traits[name]) * self.args.time_scale
+        return traits
+
+    def kinds(self, wanted: Sequence[str]) -> list[str]:
+        kinds = []
+        for kind in wanted:
+            if kind == "pw-user-qa" and "status_query_prefix" not in PWSlurmSpawner.class_traits():
+                print("note: PWSlurmSpawner has no status_query_prefix trait: pw-user-qa is skipped",
+                      file=sys.stderr)
+                continue
+            if kind.startswith("batchspawner"):
+                try:
+                    import batchspawner  # noqa: F401
+                except ImportError:
+                    print("note: batchspawner is not installed (pip install batchspawner==1.3.0, or the "
+                          f"bench extra): {kind} is skipped", file=sys.stderr)
+                    continue
+            kinds.append(kind)
+        return kinds
+
+    def make(self, kind: str, index: int, cluster: MockCluster, job: Job, *, one_cluster: bool) -> Spawner:
+        username = f"u{index:05d}"
+        # The hub's poll interval, which a spawner may use to pace its own queries.
+        poll_interval = round(self.args.interval * self.args.time_scale)
+        if kind == "floor":
+            return make_spawner(cls=NoopSpawner, username=username, poll_interval=poll_interval)
+        if kind.startswith("batchspawner"):
+            from batchspawner import SlurmSpawner
+
+            prefix = "" if kind == "batchspawner-noprefix" else \
+                f"{shlex.quote(cluster.asuser)} {{username}} --"
+            if one_cluster is False and not prefix:
+                prefix = shlex.quote(cluster.enter)
+            # req_homedir and req_keepvars would otherwise be looked up in the password database.
+            spawner = make_spawner(cls=SlurmSpawner, username=username, exec_prefix=prefix,
+                                   req_homedir=str(self.work), req_keepvars="", poll_interval=poll_interval)
+            spawner.load_state({"job_id": job.job_id, "job_status": "RUNNING localhost"})
+            return spawner
+        traits = dict(self.pw_traits)
+        have = PWSlurmSpawner.class_traits()
+        if kind == "pw":
+            traits["exec_prefix"] = [] if one_cluster else [cluster.enter]
+            if not one_cluster and "status_query_prefix" in have:
+                traits["status_query_prefix"] = [cluster.enter]
+        else:
+            traits["exec_prefix"] = [cluster.asuser, "{username}", "--"]
+            if kind == "pw-user-qa" and "status_query_prefix" in have:
+                traits["status_query_prefix"] = [cluster.enter]
+        spawner = make_spawner(cls=PWSlurmSpawner, username=username, poll_interval=poll_interval, **traits)
+        spawner.load_state({"pw_spawner": {
+            "version": STATE_VERSION, "job_id": job.job_id, "job_name": job.name, "job_dir": job.job_dir,
+            "scheduler": "slurm", "node": "localhost", "service": None, "resource": None,
+            "ssh_host": None, "tunnel_port": None}})
+        saved = spawner.get_state().get("pw_spawner") or {}
+        if saved.get("job_id") != job.job_id:
+            raise SystemExit(f"PWSlurmSpawner.load_state() did not take the saved job (state version "
+                             f"{STATE_VERSION}): this script must learn the new state format")
+        return spawner
 
 
-async def measure(executor: CountingExecutor, daemons: Daemons,
-                  polls: Sequence[Callable[[], Awaitable[JobInfo]]],
-                  delays: Sequence[float] | None = None) -> Sample:
-    """Run every poll (each after its delay, or all at once) and take what they cost."""
-    waits: list[float] = []
-    states: Counter[str] = Counter()
+def outcome(result: object, phase: Phase) -> None:
+    if isinstance(result, BaseException):
+        phase.errors += 1
+    elif result is not None:
+        phase.gone += 1
 
-    async def one(poll: Callable[[], Awaitable[JobInfo]], delay: float) -> None:
-        if delay:
-            await asyncio.sleep(delay)
-        asked = time.perf_counter()
-        info = await poll()
-        waits.append(time.perf_counter() - asked)
-        states[info.state.value] += 1
 
-    executor.counts.clear()
-    daemon_before = daemons.cpu()
+def take_calls(clusters: Sequence[MockCluster], phase: Phase) -> None:
+    for cluster in clusters:
+        calls = cluster.take_calls()
+        phase.calls += calls
+        phase.per_cluster.append(calls.queries)
+
+
+async def steady_interval(spawners: Sequence[Spawner], clusters: Sequence[MockCluster], interval: float,
+                          rng: random.Random, logs: LogCounter) -> Phase:
+    """One poll interval: each spawner polls once, at a random moment of it."""
+    phase = Phase()
+    delays = [rng.uniform(0, interval) for _ in spawners]
+
+    async def one(spawner: Spawner, delay: float) -> object:
+        await asyncio.sleep(delay)
+        return await spawner.poll_and_notify()
+
     me, kids = cpu_seconds()
-    start = time.perf_counter()
-    await asyncio.gather(*(one(p, d) for p, d in zip(polls, delays or [0.0] * len(polls), strict=True)))
-    wall = time.perf_counter() - start
+    began = time.perf_counter()
+    results = await asyncio.gather(*(one(s, d) for s, d in zip(spawners, delays, strict=True)),
+                                   return_exceptions=True)
+    rest = began + interval - time.perf_counter()
+    if rest > 0:  # the interval's end: whatever the spawners do in the background counts too
+        await asyncio.sleep(rest)
+    phase.wall = time.perf_counter() - began
     me2, kids2 = cpu_seconds()
-    daemon_after = daemons.cpu()
-    daemon_cpu = None if daemon_before is None or daemon_after is None else daemon_after - daemon_before
-    squeue = executor.counts["squeue"]
-    return Sample(squeue, sum(executor.counts.values()) - squeue, wall, (me2 - me) + (kids2 - kids),
-                  daemon_cpu, waits, states)
+    phase.hub_cpu, phase.commands_cpu = me2 - me, kids2 - kids
+    for result in results:
+        outcome(result, phase)
+    take_calls(clusters, phase)
+    phase.logged = logs.take()
+    return phase
 
 
-def pollers(method: str, scheduler: Scheduler, executor: CountingExecutor, batcher: StatusBatcher,
-            jobs: Sequence[JobRef]) -> list[Callable[[], Awaitable[JobInfo]]]:
-    """One poll function per spawner, as its poll() would ask."""
-    if method == BATCHED:
-        return [lambda job=job: batcher.query(job) for job in jobs]
+async def measure(spawners: Sequence[Spawner], clusters: Sequence[MockCluster], interval: float,
+                  intervals: int, seed: int, logs: LogCounter) -> tuple[Phase, list[Phase]]:
+    """The hub-start round, then ``intervals`` steady intervals one after the other, on the running loop."""
+    for cluster in clusters:
+        cluster.take_calls()  # nothing before the hub starts counts
+    logs.take()
+    start = Phase()
+    ticker = Ticker()
+    ticker.start()
+    await asyncio.sleep(0.02)  # the ticker's first ticks, before the storm
+    me, kids = cpu_seconds()
+    began = time.perf_counter()
+    results = await asyncio.gather(*(s.poll() for s in spawners), return_exceptions=True)
+    start.wall = time.perf_counter() - began
+    me2, kids2 = cpu_seconds()
+    await asyncio.sleep(0.02)
+    await ticker.stop()
+    start.hub_cpu, start.commands_cpu = me2 - me, kids2 - kids
+    start.lag = ticker.summary()
+    for result in results:
+        outcome(result, start)
+    take_calls(clusters, start)
+    start.logged = logs.take()
+    rng = random.Random(seed)
+    steady = [await steady_interval(spawners, clusters, interval, rng, logs) for _ in range(intervals)]
+    return start, steady
 
-    async def single(job: JobRef) -> JobInfo:
-        return (await scheduler.query(executor, [job]))[job.job_id]
 
-    return [lambda job=job: single(job) for job in jobs]
+_LOOPS: list[asyncio.AbstractEventLoop] = []
 
 
-async def submit_jobs(scheduler: Scheduler, executor: LocalExecutor, count: int, work: Path,
-                      jobs: list[JobRef], parallel: int = 4) -> None:
-    """``count`` sleep jobs through the scheduler's own submit(), a few sbatch calls at a time.
+def fresh_hub(coroutine) -> object:
+    """Run ``coroutine`` in a new event loop: a hub that has just started, with empty caches.
 
-    Each job goes into ``jobs`` as soon as it exists, so that a failure half-way still cancels it.
+    The closed loops are kept: a cache keyed by ``id(loop)`` must never meet a new loop that
+    reuses a collected one's id.
     """
-    limit = asyncio.Semaphore(parallel)
-
-    async def one(i: int) -> None:
-        name, job_dir = f"pwbench-{i}", str(work / f"job-{i}")
-        script = JOB_SCRIPT.format(name=name, job_dir=job_dir, seconds=1800)
-        async with limit:
-            jobs.append(JobRef(await scheduler.submit(executor, script, name=name, job_dir=job_dir),
-                               name, job_dir))
-
-    await asyncio.gather(*(one(i) for i in range(count)))
-    jobs.sort(key=lambda job: int(job.name.rsplit("-", 1)[1]))
-
-
-async def wait_running(scheduler: Scheduler, executor: LocalExecutor, jobs: Sequence[JobRef],
-                       timeout: float) -> Counter[str]:
-    """Wait (bounded) until every job runs; returns how many are in each state at the end."""
-    deadline = time.monotonic() + timeout
-    while True:
-        infos = await scheduler.query(executor, jobs)
-        states = Counter(info.state.value for info in infos.values())
-        if states[JobState.RUNNING.value] == len(jobs) or time.monotonic() > deadline:
-            return states
-        await asyncio.sleep(0.5)
-
-
-def cancel_all(jobs: Sequence[JobRef]) -> None:
-    """One scancel for every job this run made (the scheduler's cancel() takes one job a call)."""
-    ids = [job.job_id for job in jobs]
-    for start in range(0, len(ids), 200):
-        subprocess.run(["scancel", *ids[start:start + 200]], capture_output=True, check=False, timeout=60)
-
-
-def fmt_cpu(value: float | None) -> str:
-    """A daemon's CPU time; /proc counts it in clock ticks (10 ms), so finer figures would be noise."""
-    if value is None:
-        return "n/a"
-    return "<10 ms" if value < 0.005 else f"{value * 1000:.0f} ms"
-
-
-def summarize(n: int, method: str, samples: Sequence[Sample], wall: bool = True) -> list[object]:
-    waits = [w for s in samples for w in s.waits]
-    row: list[object] = [n, method, f"{median([s.squeue for s in samples]):g}"]
-    others = median([s.other for s in samples])
-    if others:
-        row[-1] += f" (+{others:g} other)"
-    if wall:
-        row.append(ms(median([s.wall for s in samples])))
-    row += [ms(median([s.hub_cpu for s in samples])),
-            fmt_cpu(None if any(s.daemon_cpu is None for s in samples)
-                    else median([s.daemon_cpu for s in samples])),
-            f"{ms(median(waits))} / {ms(max(waits))}"]
-    return row
-
-
-async def bench(args: argparse.Namespace, work: Path, daemons: Daemons, label: str) -> None:
-    executor = CountingExecutor()
-    scheduler = get_scheduler("slurm")
-    batcher = StatusBatcher(scheduler, executor, window=args.window)
-    ns = sorted(set(args.n))
-    print(f"submitting {max(ns)} sleep jobs ...", file=sys.stderr)
-    began = time.monotonic()
-    jobs: list[JobRef] = []
+    loop = asyncio.new_event_loop()
+    _LOOPS.append(loop)
     try:
-        await submit_jobs(scheduler, executor, max(ns), work, jobs)
-        states = await wait_running(scheduler, executor, jobs, timeout=args.start_timeout)
-        print(f"jobs after {time.monotonic() - began:.0f} s: {dict(states)}", file=sys.stderr)
-        if states[JobState.RUNNING.value] != len(jobs):
-            print("note: not every job runs; a pending job costs squeue the same work", file=sys.stderr)
-
-        methods = (BATCHED, SINGLE)
-        rounds: dict[tuple[int, str], list[Sample]] = {}
-        for method in methods:  # unmeasured: imports, page cache, the controller's caches
-            await measure(executor, daemons, pollers(method, scheduler, executor, batcher, jobs[:ns[0]]))
-        for n in ns:
-            for r in range(args.rounds):
-                for method in methods if r % 2 else reversed(methods):  # neither always goes first
-                    sample = await measure(executor, daemons, pollers(method, scheduler, executor,
-                                                                      batcher, jobs[:n]))
-                    rounds.setdefault((n, method), []).append(sample)
-                    if sample.states.get(JobState.UNKNOWN.value):
-                        print(f"warning: {sample.states} in a round of {n} ({method})", file=sys.stderr)
-        print_table(
-            f"All N spawners poll at once ({label}; median of {args.rounds} rounds, "
-            f"batch window {args.window:g} s)",
-            ["spawners", "method", "squeue calls/round", "wall/round", "CPU hub+commands",
-             "slurmctld+munged CPU", "poll waits median / max"],
-            [summarize(n, m, rounds[n, m]) for n in ns for m in methods])
-
-        steady_ns = sorted(set(args.steady_n))
-        if steady_ns and args.interval > 0:
-            rows = []
-            for n in steady_ns:
-                rng = random.Random(n)  # both methods see the same poll moments
-                delays = [rng.uniform(0, args.interval) for _ in range(n)]
-                for method in methods:
-                    print(f"steady state: {n} spawners, {method}, {args.interval:g} s ...", file=sys.stderr)
-                    sample = await measure(executor, daemons,
-                                           pollers(method, scheduler, executor, batcher, jobs[:n]), delays)
-                    rows.append(summarize(n, method, [sample], wall=False))
-            print_table(
-                f"Steady state: each spawner polls once at a random moment of a {args.interval:g} s "
-                f"poll interval ({label}; batch window {args.window:g} s)",
-                ["spawners", "method", "squeue calls/interval", "CPU hub+commands",
-                 "slurmctld+munged CPU", "poll waits median / max"], rows)
+        return loop.run_until_complete(coroutine)
     finally:
-        cancel_all(jobs)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
-def start_private_slurm(work: Path):
-    """A single-node Slurm from the tests' helper, its partition shared so that every job runs."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from support.slurm_cluster import SlurmCluster, slurm_available
+def cpu_text(phase: Phase) -> str:
+    return f"{ms(phase.cpu)} ({ms(phase.hub_cpu)} + {ms(phase.commands_cpu)})"
 
-    ok, why = slurm_available()
-    if not ok:
-        raise SystemExit(f"cannot start Slurm: {why}")
-    running = subprocess.run(["pgrep", "-a", "slurmctld"], capture_output=True, text=True).stdout.strip()
-    if running:
-        print(f"note: another slurmctld runs here and shares the CPUs:\n{running}", file=sys.stderr)
-    cluster = SlurmCluster(work / "slurm").start(timeout=60)
-    # Two cores cannot hold hundreds of one-core jobs; a sleeping job needs no core of its own.
-    shared = cluster.run("scontrol", "update", "PartitionName=debug", "OverSubscribe=FORCE:1000")
-    if shared.returncode != 0:
-        print(f"note: could not share the partition ({shared.stderr.strip()}); jobs beyond the "
-              "cores will pend", file=sys.stderr)
-    return cluster
+
+def part_one(args: argparse.Namespace, builder: Builder, cluster: MockCluster, jobs: list[Job],
+             logs: LogCounter) -> None:
+    kinds = builder.kinds(args.spawners)
+    interval = args.interval * args.time_scale
+    results: dict[tuple[int, str], tuple[Phase, Phase]] = {}
+    each: dict[tuple[int, str], str] = {}
+    for n in sorted(set(args.n)):
+        order = kinds if n % 2 == 0 else list(reversed(kinds))  # no kind always first
+        for kind in order:
+            print(f"{n:,} servers: {LABELS[kind]} ...", file=sys.stderr, flush=True)
+            spawners = [builder.make(kind, i, cluster, jobs[i], one_cluster=True) for i in range(n)]
+            start, steady = fresh_hub(measure(spawners, [cluster], interval, args.intervals, seed=n,
+                                              logs=logs))
+            results[n, kind] = (start, steady[-1])
+            each[n, kind] = ", ".join(f"{p.calls.queries:,}" for p in steady)
+            del spawners
+
+    scale = f"; time scaled by {args.time_scale:g}: the {args.interval:g} s interval lasted {interval:g} s" \
+        if args.time_scale != 1 else ""
+    print_table(
+        f"Hub start: every spawner polled at once ({cluster.squeue} squeue)",
+        ["servers", "spawner", "squeue calls", "ids per squeue", "round wall",
+         "loop lag max / p99 (10 ms ticker)", "answers"],
+        [[f"{n:,}", LABELS[kind], s.calls.shown(), s.calls.ids_per_squeue(), ms(s.wall), s.lag, s.answers(n)]
+         for (n, kind), (s, _) in results.items()])
+    rows = []
+    for (n, kind), (_, st) in results.items():
+        floor = results.get((n, "floor"))
+        over = ms(st.cpu - floor[1].cpu) if floor and kind != "floor" else "-"
+        rows.append([f"{n:,}", LABELS[kind], st.calls.shown(), each[n, kind], st.calls.ids_per_squeue(),
+                     cpu_text(st), over, st.answers(n)])
+    print_table(
+        f"Steady state: each spawner polls once at a random moment of a {args.interval:g} s poll interval; "
+        f"the last of {args.intervals} intervals after hub start ({cluster.squeue} squeue{scale})",
+        ["servers", "spawner", "squeue calls / interval", "queries in each interval", "ids per squeue",
+         "hub CPU (process + commands)", "less the floor", "answers"], rows)
+
+    top = max(args.n)
+    shown = [k for k in kinds if (top, k) in results]
+    floor = results.get((top, "floor"))
+
+    def less_floor(kind: str) -> float | None:
+        if floor is None or kind == "floor":
+            return None
+        return results[top, kind][1].cpu - floor[1].cpu
+
+    reference = next((k for k in shown if k == "batchspawner"), None)
+    ratio_row = ["steady CPU less the floor, vs batchspawner's"]
+    for kind in shown:
+        mine, theirs = less_floor(kind), less_floor(reference) if reference else None
+        ratio_row.append(f"{mine / theirs:.2f}x" if mine is not None and theirs else "-")
+    print_table(
+        f"Side by side at {top:,} running servers (one mocked Slurm, {cluster.squeue} squeue{scale})",
+        ["figure", *[LABELS[k] for k in shown]],
+        [["scheduler calls per interval, steady", *[results[top, k][1].calls.shown() for k in shown]],
+         ["job ids per squeue, steady", *[results[top, k][1].calls.ids_per_squeue() for k in shown]],
+         ["scheduler calls at hub start", *[results[top, k][0].calls.shown() for k in shown]],
+         ["hub CPU per interval (process + commands)", *[cpu_text(results[top, k][1]) for k in shown]],
+         ["hub start: loop lag max / p99", *[results[top, k][0].lag for k in shown]],
+         ["hub start: round wall", *[ms(results[top, k][0].wall) for k in shown]],
+         ["answers at hub start", *[results[top, k][0].answers(top) for k in shown]],
+         ratio_row])
+    for (n, kind), (s, st) in results.items():
+        for name, phase in (("hub start", s), ("steady", st)):
+            if phase.logged:
+                print(f"logged ({n:,}, {LABELS[kind]}, {name}): {phase.logged}")
+
+
+def part_two(args: argparse.Namespace, builder: Builder, clusters: list[MockCluster],
+             jobs: list[list[Job]], logs: LogCounter) -> None:
+    kinds = builder.kinds(args.sim_spawners)
+    interval = args.interval * args.time_scale
+    total = args.sim_servers
+    rows = []
+    for kind in kinds:
+        print(f"simulation: {total:,} servers on {len(clusters)} clusters, {LABELS[kind]} ...",
+              file=sys.stderr, flush=True)
+        spawners = []
+        for i in range(total):
+            c = i % len(clusters)
+            spawners.append(builder.make(kind, i, clusters[c], jobs[c][i // len(clusters)],
+                                         one_cluster=False))
+        start, steady = fresh_hub(measure(spawners, clusters, interval, args.intervals, seed=total,
+                                          logs=logs))
+        del spawners
+        for name, phase in (("hub start", start), (f"steady, interval {args.intervals}", steady[-1])):
+            rows.append([LABELS[kind], name, *[f"{q:,}" for q in phase.per_cluster],
+                         f"{phase.calls.queries:,}", phase.calls.ids_per_squeue(), cpu_text(phase), phase.lag,
+                         phase.answers(total)])
+            if phase.logged:
+                print(f"logged ({LABELS[kind]}, {name}): {phase.logged}")
+    scale = f"; time scaled by {args.time_scale:g}" if args.time_scale != 1 else ""
+    print_table(
+        f"Simulation: {total:,} running servers on {len(clusters)} mocked Slurm clusters "
+        f"({total // len(clusters):,} each); scheduler queries per cluster "
+        f"({clusters[0].squeue} squeue{scale})",
+        ["spawner", "phase", *[c.name for c in clusters], "all", "ids per squeue",
+         "hub CPU (process + commands)", "loop lag max / p99", "answers"], rows)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, nargs="+", default=[10, 50, 200], help="numbers of spawners")
-    parser.add_argument("--rounds", type=int, default=2, help="measured rounds per N and method")
-    parser.add_argument("--window", type=float, default=0.2, help="the batcher's window (batch_window)")
-    parser.add_argument("--steady-n", type=int, nargs="*", default=[200],
-                        help="numbers of spawners for the steady-state pass (none: skip it)")
-    parser.add_argument("--interval", type=float, default=30.0,
-                        help="the poll interval of the steady-state pass (JupyterHub's poll_interval)")
-    parser.add_argument("--start-timeout", type=float, default=120.0,
-                        help="how long to wait for the submitted jobs to run")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--real-slurm", action="store_true", help="use the Slurm SLURM_CONF points at")
-    where.add_argument("--start-slurm", action="store_true",
-                       help="start a private single-node Slurm (tests/support/slurm_cluster.py; root)")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, nargs="+", default=[10, 100, 1000],
+                        help="numbers of running servers")
+    parser.add_argument("--spawners", nargs="+", choices=ALL_KINDS, default=list(DEFAULT_KINDS),
+                        help="the kinds compared (default: %(default)s)")
+    parser.add_argument("--interval", type=float, default=30.0, help="JupyterHub's poll_interval (30 s)")
+    parser.add_argument("--intervals", type=int, default=2,
+                        help="steady intervals after hub start; the figures are the last one's (default 2)")
+    parser.add_argument("--time-scale", type=float, default=1.0,
+                        help="compress time by this factor: the hub's poll_interval (whole seconds) and the "
+                             "spawners' timing traits")
+    parser.add_argument("--squeue", choices=("table", "fake"), default="table",
+                        help="what answers behind the counting shims (see _mock_slurm.py)")
+    parser.add_argument("--trait", action="append", default=[], metavar="NAME=VALUE",
+                        help="a PWSlurmSpawner trait (JSON value), e.g. status_refresh_interval=30; "
+                             "batch_window and status_refresh_interval are then scaled too")
+    parser.add_argument("--sim-servers", type=int, default=10000,
+                        help="servers of the simulation (0: skip it)")
+    parser.add_argument("--sim-clusters", type=int, default=5, help="clusters of the simulation")
+    parser.add_argument("--sim-spawners", nargs="*", choices=ALL_KINDS,
+                        default=["pw", "pw-user", "pw-user-qa"],
+                        help="the kinds simulated (default: %(default)s)")
     args = parser.parse_args()
-    if args.steady_n and max(args.steady_n) > max(args.n):
-        parser.error("--steady-n may not exceed the largest --n (the jobs are shared)")
+    if not 0 < args.time_scale <= 1:
+        parser.error("--time-scale must be in (0, 1]")
+    scaled = args.interval * args.time_scale
+    if scaled < 1 or abs(scaled - round(scaled)) > 1e-9:
+        parser.error("--interval times --time-scale must be whole seconds "
+                     "(Spawner.poll_interval is an integer)")
+    if args.intervals < 1:
+        parser.error("--intervals must be at least 1")
 
-    work = Path(tempfile.mkdtemp(prefix="pw-bench-poll-"))
-    work.chmod(0o755)  # a real slurmd writes the jobs' output here
-    cluster = None
-    fake = None
-    # Before the fake commands go on PATH, so that the line names the real Slurm client.
     print(machine_line())
     print(f"command: {command_line()}")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    print(f"open files limit: {soft} (hard {hard}); squeue behind the shims: {args.squeue}")
+    logs = LogCounter()
+    for name in ("traitlets", "JupyterHub", "pw_spawner", "batchspawner"):
+        logging.getLogger(name).addHandler(logs)
+        logging.getLogger(name).propagate = False
+    work = Path(tempfile.mkdtemp(prefix="pw-bench-poll-"))
+    clusters: list[MockCluster] = []
     try:
-        if args.start_slurm:
-            cluster = start_private_slurm(work)
-            os.environ.update(cluster.env)
-        if args.real_slurm or args.start_slurm:
-            conf = os.environ.get("SLURM_CONF")
-            if not conf or not shutil.which("squeue"):
-                raise SystemExit("--real-slurm needs squeue on PATH and SLURM_CONF set")
-            daemons = Daemons.of_cluster(conf)
-            label = "real Slurm"
-        else:
-            from pw_spawner.testing.plugin import KNOBS, FakeScheduler, install_fake_scheduler
-
-            env = install_fake_scheduler(work / "bin", "slurm", state_dir=work / "state")
-            for knob in KNOBS:
-                os.environ.pop(knob, None)
-            os.environ.update(env)
-            fake = FakeScheduler("slurm", work / "bin", work / "state", env)
-            daemons, label = Daemons([]), "mocked Slurm"
-        asyncio.run(bench(args, work, daemons, label))
+        builder = Builder(args, work)
+        print(f"PWSlurmSpawner traits set: {json.dumps(builder.pw_traits)}")
+        if args.n:
+            cluster = MockCluster(work / "slurm", "slurm", squeue=args.squeue)
+            clusters.append(cluster)
+            print(f"making {max(args.n):,} running jobs ...", file=sys.stderr, flush=True)
+            jobs = cluster.add_running_jobs(max(args.n), work / "jobs")
+            # The single cluster is the hub host's default Slurm: its shims first on PATH.
+            saved = dict(os.environ)
+            os.environ.update(cluster.env())
+            try:
+                part_one(args, builder, cluster, jobs, logs)
+            finally:
+                # The simulation's clusters are reached only through their prefixes: a query that
+                # forgets its cluster's finds no squeue and is seen as such, not answered by this one.
+                os.environ.clear()
+                os.environ.update(saved)
+        if args.sim_servers and args.sim_spawners:
+            each = -(-args.sim_servers // args.sim_clusters)
+            sim = [MockCluster(work / f"c{k + 1}", f"c{k + 1}", squeue=args.squeue, first_id=(k + 1) * 100000)
+                   for k in range(args.sim_clusters)]
+            clusters += sim
+            print(f"making {each:,} running jobs on each of {len(sim)} clusters ...", file=sys.stderr,
+                  flush=True)
+            sim_jobs = [c.add_running_jobs(each, work / f"jobs-{c.name}") for c in sim]
+            part_two(args, builder, sim, sim_jobs, logs)
     finally:
-        if fake is not None:
-            fake.kill_all()
-        if cluster is not None:
-            cluster.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        cleanup(work, clusters)
 
 
 if __name__ == "__main__":
