@@ -6,6 +6,7 @@ The scripts import this as a sibling module (``python benchmarks/<name>.py`` put
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import resource
@@ -100,3 +101,53 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[obje
                         for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
         if n == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def quantile(values: Sequence[float], q: int) -> float:
+    """The q-th percentile (1..99) of ``values``; the only value when there is one."""
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    # "inclusive": never beyond the values seen (the default extrapolates from a few samples).
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+class Ticker:
+    """A task that wakes every ``every`` seconds and records how late each wake-up was: the
+    event loop's lag, i.e. how long anything else on the loop (a poll, a spawn) kept it busy."""
+
+    def __init__(self, every: float = 0.01) -> None:
+        self.every = every
+        self.lags: list[float] = []
+        self._task: asyncio.Future | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.every
+            await asyncio.sleep(self.every)
+            self.lags.append(max(0.0, loop.time() - due))
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    def take(self) -> list[float]:
+        """The lags recorded since the last take."""
+        lags, self.lags = self.lags, []
+        return lags
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    @staticmethod
+    def summary(lags: Sequence[float], *, p50: bool = False) -> str:
+        """``max / p99`` (or ``p50 / p99 / max``) of ``lags``."""
+        if not lags:
+            return "-"
+        if p50:
+            return f"{ms(quantile(lags, 50))} / {ms(quantile(lags, 99))} / {ms(max(lags))}"
+        return f"{ms(max(lags))} / {ms(quantile(lags, 99))}"

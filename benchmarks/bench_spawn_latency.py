@@ -20,13 +20,19 @@ so the proxy and database work of a real spawn is left out of both figures alike
 
 The difference is what each spawner does: LocalProcessSpawner forks the command and returns at
 once; PWSpawner renders a job script, runs it through the local runner, and follows the job
-through its status checks (``status_interval``, 1 s by default, each answered through the
-batcher's 0.2 s window) until the job's service.json says the app listens, so that the same code
-path serves Slurm and PBS. The command is ``jupyterhub-singleuser`` (JupyterLab) by default;
-``--cmd fake`` uses :mod:`pw_spawner.testing.fake_app`, a tiny HTTP server, to show the spawners'
-own share of the time.
+through its status checks until the job's service.json says the app listens, so that the same
+code path serves Slurm and PBS. The command is ``jupyterhub-singleuser`` (JupyterLab) by default,
+found next to this Python first (``make bench`` does not activate the venv); ``--cmd fake`` uses
+:mod:`pw_spawner.testing.fake_app`, a tiny HTTP server, to show the spawners' own share of the time.
 
-    python benchmarks/bench_spawn_latency.py [--cmd singleuser|fake] [--repeats 5]
+Then ``--concurrent`` (default 100) spawns at once, with fake_app whatever ``--cmd`` says, per
+spawner: ``start()`` of every one gathered at once (each a user of its own, all running as the
+benchmark's account: ``allow_shared_account`` where PWSpawner has it), a 10 ms ticker on the event
+loop recording how late each of its wake-ups is (the loop's lag: p50, p99, max), until all have
+returned; then one HTTP request to each address; then ``stop()`` of all at once, with the ticker
+again. A lag is time during which the hub could answer nobody.
+
+    python benchmarks/bench_spawn_latency.py [--cmd singleuser|fake] [--repeats 5] [--concurrent 100]
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,7 +58,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import jupyterhub
-from _common import command_line, machine_line, median, ms, print_table
+from _common import Ticker, command_line, machine_line, median, ms, print_table
 from jupyterhub.objects import Hub
 from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import random_port
@@ -175,7 +182,9 @@ async def one_spawn(spawner, timings: Timings, args: argparse.Namespace) -> None
 def command(kind: str) -> list[str]:
     if kind == "fake":
         return [sys.executable, "-m", "pw_spawner.testing.fake_app"]
-    path = shutil.which("jupyterhub-singleuser")
+    # Next to this Python first: `make bench` runs the venv's python without activating the venv.
+    beside = Path(sys.executable).parent / "jupyterhub-singleuser"
+    path = str(beside) if os.access(beside, os.X_OK) else shutil.which("jupyterhub-singleuser")
     missing = [m for m in ("jupyterhub.singleuser", "jupyter_server") if importlib.util.find_spec(m) is None]
     if path is None or missing:
         raise SystemExit("jupyterhub-singleuser is not available here (need jupyterhub and jupyterlab "
@@ -184,47 +193,129 @@ def command(kind: str) -> list[str]:
     return [path]
 
 
-async def bench(args: argparse.Namespace, work: Path) -> None:
-    hub, hub_server = stub_hub()
-    cmd = command(args.cmd)
-    username = pwd.getpwuid(os.getuid()).pw_name
-    extra_args = ["--allow-root"] if os.geteuid() == 0 and args.cmd == "singleuser" else []
-    logs = (work / "local-process.log").open("ab")
+class Factories:
+    """Makes the two spawners the same way for every part of the benchmark."""
 
-    def pw_spawner() -> PWSpawner:
-        traits = {"status_interval": args.status_interval} if args.status_interval else {}
-        # Like LocalProcessSpawner here, every server runs as the benchmark's own account.
-        traits["allow_shared_account"] = True
-        spawner = make_spawner(profile_list=[PROFILE], job_dir_root=str(work / "jobs" / "{username}"),
-                               username=username, cmd=cmd, args=extra_args, **traits)
-        spawner.hub = hub
+    def __init__(self, args: argparse.Namespace, work: Path, hub: Hub, cmd: list[str], kind: str) -> None:
+        self.args, self.work, self.hub, self.cmd, self.kind = args, work, hub, cmd, kind
+        self.account = pwd.getpwuid(os.getuid()).pw_name
+        self.extra_args = ["--allow-root"] if os.geteuid() == 0 and kind == "singleuser" else []
+        self.logs = (work / "local-process.log").open("ab")
+
+    def pw_spawner(self, username: str | None = None) -> PWSpawner:
+        traits = {"status_interval": self.args.status_interval} if self.args.status_interval else {}
+        # Like LocalProcessSpawner here, every server runs as the benchmark's own account: an
+        # opt-in where the class has one (the hub refuses shared accounts by default).
+        if "allow_shared_account" in PWSpawner.class_traits():
+            traits["allow_shared_account"] = True
+        spawner = make_spawner(profile_list=[PROFILE], job_dir_root=str(self.work / "jobs" / "{username}"),
+                               username=username or self.account, cmd=self.cmd, args=self.extra_args,
+                               **traits)
+        spawner.hub = self.hub
         return spawner
 
-    def local_process_spawner() -> LocalProcessSpawner:
-        spawner = make_spawner(cls=LocalProcessSpawner, username=username, cmd=cmd, args=extra_args,
-                               popen_kwargs={"stdout": logs, "stderr": subprocess.STDOUT})
-        spawner.hub = hub
-        if args.cmd == "fake":
+    def local_process_spawner(self) -> LocalProcessSpawner:
+        # Its user must be an account (it looks the name up to run the server as that user).
+        spawner = make_spawner(cls=LocalProcessSpawner, username=self.account, cmd=self.cmd,
+                               args=self.extra_args,
+                               popen_kwargs={"stdout": self.logs, "stderr": subprocess.STDOUT})
+        spawner.hub = self.hub
+        if self.kind == "fake":
             # The fake app takes its port on the command line, where the job script puts it for
             # PWSpawner; LocalProcessSpawner passes it only in JUPYTERHUB_SERVICE_URL.
             spawner.port = random_port()  # what LocalProcessSpawner.start() would pick
             spawner.args = [f"--ip={spawner.ip or '127.0.0.1'}", f"--port={spawner.port}"]
         return spawner
 
+    def close(self) -> None:
+        self.logs.close()
+
+
+@dataclass
+class Crowd:
+    """What ``count`` spawns at once cost the event loop."""
+
+    started: int = 0
+    failed: list[str] = field(default_factory=list)
+    answered: int = 0
+    start_times: list[float] = field(default_factory=list)
+    all_started: float = 0.0
+    start_lags: list[float] = field(default_factory=list)
+    stop_wall: float = 0.0
+    stop_lags: list[float] = field(default_factory=list)
+
+
+async def crowd(make: Callable[[int], object], count: int, args: argparse.Namespace) -> Crowd:
+    """``count`` start() calls at once, a 10 ms ticker on the loop; then every URL; then stop() all."""
+    result = Crowd()
+    spawners = [make(i) for i in range(count)]
+    ticker = Ticker(0.01)
+    ticker.start()
+    await asyncio.sleep(0.05)
+    ticker.take()
+
+    async def one(spawner) -> tuple[str, int]:
+        began = time.perf_counter()
+        started = await asyncio.wait_for(spawner.start(), args.timeout)
+        result.start_times.append(time.perf_counter() - began)
+        if isinstance(started, tuple):
+            return started
+        parts = urlsplit(started)
+        return parts.hostname, parts.port
+
+    began = time.perf_counter()
+    outcomes = await asyncio.gather(*(one(s) for s in spawners), return_exceptions=True)
+    result.all_started = time.perf_counter() - began
+    result.start_lags = ticker.take()
+    up = []
+    for spawner, outcome in zip(spawners, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            result.failed.append(str(getattr(outcome, "jupyterhub_message", None) or outcome)[:200])
+        else:
+            result.started += 1
+            up.append((spawner, outcome))
+    deadline = time.monotonic() + args.timeout
+    answers = await asyncio.gather(*(http_answer(host, port, deadline, args.probe_every)
+                                     for _, (host, port) in up), return_exceptions=True)
+    result.answered = sum(1 for a in answers if not isinstance(a, BaseException))
+    ticker.take()
+    began = time.perf_counter()
+    await asyncio.gather(*(s.stop() for s in spawners), return_exceptions=True)
+    result.stop_wall = time.perf_counter() - began
+    result.stop_lags = ticker.take()
+    await ticker.stop()
+    return result
+
+
+async def bench(args: argparse.Namespace, work: Path) -> None:
+    hub, hub_server = stub_hub()
+    factories = Factories(args, work, hub, command(args.cmd), args.cmd)
     spawners: dict[str, Callable[[], object]] = {
-        "PWSpawner (local target)": pw_spawner,
-        "LocalProcessSpawner": local_process_spawner,
+        "PWSpawner (local target)": factories.pw_spawner,
+        "LocalProcessSpawner": factories.local_process_spawner,
     }
     results = {name: Timings() for name in spawners}
+    crowds: dict[str, Crowd] = {}
     try:
         for r in range(args.repeats):
             order = list(spawners) if r % 2 == 0 else list(reversed(spawners))  # neither always first
             for name in order:
                 print(f"repeat {r + 1}/{args.repeats}: {name} ...", file=sys.stderr)
                 await one_spawn(spawners[name](), results[name], args)
+        if args.concurrent:
+            crowd_factories = factories
+            if args.cmd != "fake":
+                crowd_factories = Factories(args, work, hub, command("fake"), "fake")
+            makers = {
+                "PWSpawner (local target)": lambda i: crowd_factories.pw_spawner(f"bench{i:03d}"),
+                "LocalProcessSpawner": lambda i: crowd_factories.local_process_spawner(),
+            }
+            for name, make in makers.items():
+                print(f"{args.concurrent} spawns at once: {name} ...", file=sys.stderr)
+                crowds[name] = await crowd(make, args.concurrent, args)
     finally:
         hub_server.shutdown()
-        logs.close()
+        factories.close()
 
     def both(values: list[float]) -> str:
         return f"{ms(median(values))} / {ms(max(values))}"
@@ -238,6 +329,19 @@ async def bench(args: argparse.Namespace, work: Path) -> None:
          "port closed after stop"],
         [[name, both(t.listening) if t.listening else "-", both(t.returned), both(t.answered),
           both(t.stopped), f"{sum(t.port_closed)}/{len(t.port_closed)}"] for name, t in results.items()])
+    if crowds:
+        print_table(
+            f"{args.concurrent} spawns at once (fake_app), event-loop lag of a 10 ms ticker, "
+            "p50 / p99 / max",
+            ["spawner", "started", "URL answers", "start() median / max", "all started",
+             "lag during the starts", "stop() of all", "lag during the stops"],
+            [[name, f"{c.started}/{args.concurrent}", f"{c.answered}/{c.started}",
+              both(c.start_times) if c.start_times else "-", ms(c.all_started),
+              Ticker.summary(c.start_lags, p50=True), ms(c.stop_wall), Ticker.summary(c.stop_lags, p50=True)]
+             for name, c in crowds.items()])
+        for name, c in crowds.items():
+            for reason, n in Counter(c.failed).most_common(3):
+                print(f"{name}: {n} starts failed: {reason}")
 
 
 def main() -> None:
@@ -250,6 +354,9 @@ def main() -> None:
     parser.add_argument("--probe-every", type=float, default=0.02,
                         help="seconds between HTTP attempts while waiting for the server")
     parser.add_argument("--timeout", type=float, default=120.0, help="give up on one start after this")
+    parser.add_argument("--concurrent", type=int, default=100,
+                        help="then this many spawns at once, with fake_app, for the event loop's lag "
+                             "(0: skip)")
     args = parser.parse_args()
     print(machine_line())
     print(f"command: {command_line()}")

@@ -70,7 +70,6 @@ import os
 import random
 import resource
 import shlex
-import statistics
 import sys
 import tempfile
 import time
@@ -79,7 +78,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import command_line, cpu_seconds, machine_line, ms, print_table
+from _common import Ticker, command_line, cpu_seconds, machine_line, ms, print_table
 from _mock_slurm import Calls, Job, MockCluster, cleanup
 from jupyterhub.spawner import Spawner
 
@@ -136,38 +135,6 @@ class LogCounter(logging.Handler):
         self.counts.clear()
         self.first.clear()
         return text
-
-
-class Ticker:
-    """A task that wakes every ``every`` seconds and records how late each wake-up was."""
-
-    def __init__(self, every: float = 0.01) -> None:
-        self.every, self.lags = every, []
-        self._task: asyncio.Task | None = None
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            due = loop.time() + self.every
-            await asyncio.sleep(self.every)
-            self.lags.append(max(0.0, loop.time() - due))
-
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
-
-    async def stop(self) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-
-    def summary(self) -> str:
-        if not self.lags:
-            return "-"
-        p99 = statistics.quantiles(self.lags, n=100)[98] if len(self.lags) >= 2 else self.lags[0]
-        return f"{ms(max(self.lags))} / {ms(p99)}"
 
 
 @dataclass
@@ -341,7 +308,7 @@ async def measure(spawners: Sequence[Spawner], clusters: Sequence[MockCluster], 
     await asyncio.sleep(0.02)
     await ticker.stop()
     start.hub_cpu, start.commands_cpu = me2 - me, kids2 - kids
-    start.lag = ticker.summary()
+    start.lag = Ticker.summary(ticker.take())
     for result in results:
         outcome(result, start)
     take_calls(clusters, start)
