@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -205,7 +206,10 @@ async def test_stop_called_while_start_runs(clean_queue, fault_spawner, fake_app
     left = await orphans_after(clean_queue)
     faults.record("orphans", len(left), f"stop() during start() of job {job_id}: {left}")
     faults.check()
-    assert getattr(raised.value, "jupyterhub_message", ""), f"start ended without a message: {raised.value!r}"
+    message = getattr(raised.value, "jupyterhub_message", "")
+    assert message, f"start ended without a message: {raised.value!r}"
+    assert not re.search(r"NoneType|object has no attribute|Traceback|Error\b", message), \
+        f"start ended with an internal error for the page: {message}"
 
 
 # --------------------------------------------------------------------------- running sessions
