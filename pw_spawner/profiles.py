@@ -74,9 +74,11 @@ def parse_memory_mb(value: Any, source: str = "", key: str = "memory") -> int:
         if value <= 0:
             raise ProfileError(source, key, "must be positive")
         return value
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", str(value), re.IGNORECASE)
-    if not match:
-        raise ProfileError(source, key, f"expected a size like 16G or 512M, got {value!r}")
+    text = str(value)
+    # A size has a few digits: anything longer (a 1 MB string of digits) is refused before parsing.
+    match = re.fullmatch(r"\s*(\d{1,12}(?:\.\d{1,6})?)\s*([kmgt]?)i?b?\s*", text[:64], re.IGNORECASE)
+    if not match or len(text) > 64:
+        raise ProfileError(source, key, f"expected a size like 16G or 512M, got {text[:20]!r}")
     number, unit = float(match.group(1)), match.group(2).lower()
     factor = {"k": 1 / 1024, "": 1, "m": 1, "g": 1024, "t": 1024 * 1024}[unit]
     mb = int(number * factor)
@@ -506,13 +508,32 @@ def load_profile_file(path: str | Path) -> list[Profile]:
     return [profile_from_dict(data, source)]
 
 
+#: Parsed profile files by (path, mtime, size): a spawn re-reads only the files that changed.
+_FILE_CACHE: dict[Path, tuple[tuple[int, int], list[Profile]]] = {}
+
+
 def load_profiles_dir(directory: str | Path) -> list[Profile]:
-    """All ``*.yaml`` / ``*.yml`` files of a directory, in name order."""
+    """All ``*.yaml`` / ``*.yml`` files of a directory, in name order.
+
+    Each file is parsed again only when its modification time or size changed, so that an edit
+    takes effect at the next spawn without every spawn paying for parsing every file.
+    """
     root = Path(directory)
     if not root.is_dir():
         raise ProfileError(str(root), "", "profiles directory does not exist")
     files = sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-    return [profile for file in files for profile in load_profile_file(file)]
+    profiles: list[Profile] = []
+    for file in files:
+        try:
+            info = file.stat()
+        except OSError as exc:
+            raise ProfileError(str(file), "", f"cannot read: {exc.strerror}") from exc
+        signature = (info.st_mtime_ns, info.st_size)
+        cached = _FILE_CACHE.get(file)
+        if cached is None or cached[0] != signature:
+            cached = _FILE_CACHE[file] = (signature, load_profile_file(file))
+        profiles.extend(cached[1])
+    return profiles
 
 
 def build_profiles(config_list: Iterable[Any] = (), directory: str | Path | None = None) -> list[Profile]:

@@ -13,7 +13,7 @@ import inspect
 import os
 import pwd
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,7 +45,8 @@ from .remote.tunnel import TunnelError
 from .remote.tunnel_client import InlineTunnels, TunnelProcessClient, Tunnels
 from .resources import Resource, ResourceError, build_resources
 from .schedulers import JobRef, Scheduler, SchedulerError, SubmitError, get_scheduler
-from .schedulers.batcher import StatusBatcher
+from .schedulers.cache import StatusCache
+from .schedulers.visibility import query_scope
 from .scripts import DEFAULT_JOB_NAME_TEMPLATE, ScriptRequest, default_bind_ip, job_name_for, render_script
 from .status import (
     MAX_SERVICE_BYTES,
@@ -185,9 +186,41 @@ class PWSpawner(Spawner):
         help="How long stop() waits for the scheduler to report the job ended after cancelling it.",
     )
     batch_window = Float(
-        0.2,
+        0.05,
         config=True,
-        help="Status queries of all servers within this many seconds share one scheduler call.",
+        help="How long a status refresh waits to gather the servers that ask at about the same moment "
+        "(at hub start JupyterHub polls every server at once): they share one scheduler query.",
+    )
+    status_refresh_interval = Float(
+        0.0,
+        config=True,
+        help="""How old an answer about a running job poll() accepts, in seconds; 0 (the default)
+        means the spawner's poll_interval (JupyterHub's 30 s). One scheduler query per cluster
+        refreshes every job the hub follows there, so the cost is one query per cluster per
+        interval whatever the number of servers, and a job that ended is seen within two poll
+        intervals at most. Starts in progress ask for fresher answers themselves.""",
+    )
+    status_query_scope = CaselessStrEnum(
+        ["auto", "cluster", "user"],
+        default_value="auto",
+        config=True,
+        help="""Whose jobs one status query answers for. `cluster`: one query for every user's
+        jobs, run as the hub's account or behind `status_query_prefix`, which must see every
+        user's jobs. `user`: one query per user, behind `exec_prefix` (for schedulers that show an
+        account only its own jobs). `auto`: `cluster` when jobs run as the hub's account, when
+        `status_query_prefix` is set, or when the scheduler shows other users' jobs (Slurm
+        without `PrivateData=jobs`, asked once with `scontrol show config`; PBS and the local
+        target when the hub is root); `user` otherwise, with a warning at the first poll that
+        says what to configure.""",
+    )
+    status_query_prefix = List(
+        Unicode(),
+        default_value=[],
+        config=True,
+        help="""A prefix for status queries (squeue, qstat, the local runner's status), for an
+        account that sees every user's jobs, e.g. ["sudo", "-n", "-u", "slurmops", "--"] with a
+        Slurm operator where PrivateData=jobs is set. Empty: the hub's own account. No
+        {username}: one account asks for everyone.""",
     )
     resources = List(
         default_value=[],
@@ -458,10 +491,25 @@ class PWSpawner(Spawner):
     def make_scheduler(self) -> Scheduler:
         return get_scheduler(self.scheduler_kind)
 
-    def _batcher(self) -> StatusBatcher:
-        executor = self.make_executor()
-        key = (self.scheduler_kind, getattr(executor, "target", None) or getattr(executor, "prefix", ()))
-        return StatusBatcher.shared(key, self.make_scheduler(), executor, self.batch_window)
+    async def status_cache(self) -> StatusCache:
+        """The cache that answers for this server's job: one per cluster and query account."""
+        scheduler = self.make_scheduler()
+        if self.resource is not None:
+            # Over SSH the query runs as the resource's SSH account: one cache per such account.
+            executor = self.make_executor()
+            key: tuple[Any, ...] = ("resource", self.resource.name, executor.account)
+        else:
+            scope = await query_scope(self.status_query_scope, self.scheduler_kind, self.exec_prefix,
+                                      self.status_query_prefix, log=self.log)
+            if scope == "cluster":
+                executor = LocalExecutor(prefix=self.status_query_prefix)
+                key = ("hub", self.scheduler_kind, tuple(self.status_query_prefix))
+            else:
+                executor = self.make_executor()
+                key = ("hub", self.scheduler_kind, tuple(getattr(executor, "prefix", ())))
+        interval = self.status_refresh_interval or float(self.poll_interval)
+        return StatusCache.shared(key, lambda: StatusCache(
+            scheduler, executor, refresh_interval=interval, window=self.batch_window))
 
     def tunnels(self) -> Tunnels:
         if self.tunnel_mode == "inline":
@@ -796,11 +844,24 @@ class PWSpawner(Spawner):
                               log_message=f"job {self.job.job_id if self.job else '?'}: invalid "
                                           f"service.json: {exc}") from None
 
-    async def _follow_until_ready(self, scheduler: Scheduler) -> str:
-        executor = self.make_executor()
-        batcher = self._batcher()
+    def _follow_delays(self, cheap_reads: bool) -> Iterator[float]:
+        """Pauses of the follow loop: short at first (an app may be up within a second), growing to
+        ``status_interval``; where reading service.json costs no command, short all along."""
+        delay = 0.05
         while True:
-            info = await batcher.query(self.job)
+            yield delay
+            if not cheap_reads:
+                delay = min(delay * 1.5, self.status_interval)
+
+    async def _follow_until_ready(self, scheduler: Scheduler) -> str:
+        assert self.job is not None
+        executor = self.make_executor()
+        cache = await self.status_cache()
+        seen_running = False
+        for delay in self._follow_delays(executor.cheap_reads):
+            # Until the job runs, the scheduler's answer is what changes; once it runs, service.json
+            # does, and the scheduler is asked as often as status_interval says.
+            info = await cache.status(self.job, max_age=self.status_interval if seen_running else delay)
             if info.state is JobState.PENDING:
                 why = f" ({info.reason})" if info.reason else ""
                 self._emit(30, f"Job {self.job.job_id} is queued{why}")
@@ -816,6 +877,7 @@ class PWSpawner(Spawner):
                     f"Job {self.job.job_id} ended ({info.raw_state.lower() or info.state.value}) "
                     f"before the app started" + (f": {said}" if said else "."), reason="job-ended")
             else:
+                seen_running = True
                 if info.node:
                     self.job_node = info.node
                 self._emit(50, f"Job {self.job.job_id} is running on {info.node or 'its node'}")
@@ -829,7 +891,8 @@ class PWSpawner(Spawner):
                     # While STARTING, the job's note says what it is doing ("starting JupyterLab").
                     note = service.error_message.strip()
                     self._emit(70, note[:1].upper() + note[1:] if note else "Waiting for the app to start")
-            await asyncio.sleep(self.status_interval)
+            await asyncio.sleep(delay)
+        raise AssertionError("the follow loop ends only by returning or raising")
 
     def _app_host(self, service: ServiceStatus) -> str:
         """Where the app is reached: decided by the hub (the trust boundary), never by the job."""
@@ -922,13 +985,17 @@ class PWSpawner(Spawner):
                 # be there, and JupyterHub calls no stop() for a server whose poll() says stopped.
                 await self._cancel_leftovers_quietly()
             return 0
-        info = await self._batcher().query(self.job)
+        cache = await self.status_cache()
+        info = await cache.status(self.job)
         if info.state is JobState.UNKNOWN:
             now = time.monotonic()
             self._started_unknown_at = self._started_unknown_at or now
             if now - self._started_unknown_at > self.unknown_state_grace:
                 self.log.warning("%s: job %s unknown for %.0f s, taking it as gone: %s", self._log_name,
                                  self.job.job_id, now - self._started_unknown_at, info.reason)
+                # JupyterHub calls no stop() for a server poll() says is gone: the job is ours to end.
+                cache.forget(self.job.job_id)
+                await self._cancel_job_quietly()
                 return 1
             return None
         self._started_unknown_at = None
@@ -940,6 +1007,7 @@ class PWSpawner(Spawner):
                 except Exception as exc:  # a failing tunnel is not a dead job
                     self.log.warning("%s: %s", self._log_name, getattr(exc, "jupyterhub_message", exc))
             return None
+        cache.forget(self.job.job_id)
         if info.exit_code not in (None, 0):
             return info.exit_code
         return 1 if info.state is JobState.FAILED else 0
@@ -951,6 +1019,7 @@ class PWSpawner(Spawner):
         await self._close_tunnel()
         await scheduler.cancel(executor, job)
         await self._wait_ended(executor, scheduler, job)
+        (await self.status_cache()).forget(job.job_id)
         self.job = None
 
     async def _cancel_leftovers_quietly(self) -> None:

@@ -92,6 +92,37 @@ def clean_message(text: object, limit: int = MAX_MESSAGE_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+#: How deep service.json may nest; a record is one flat object.
+MAX_NESTING = 16
+
+
+def _nesting(text: str) -> int:
+    """The deepest nesting of arrays and objects in ``text``, strings left out.
+
+    Checked before parsing: a deeply nested document would make the JSON parser raise
+    RecursionError, which on CPython 3.11 can leave the interpreter's recursion accounting off
+    (later compiles fail with "AST constructor recursion depth mismatch") — in the hub process.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def _refuse_constant(name: str) -> Any:
     raise ServiceStatusError("service.json", f"holds {name}, which is not JSON")
 
@@ -153,6 +184,8 @@ class ServiceStatus:
         """Parse and check a record; :class:`ServiceStatusError` names the field that is wrong."""
         if len(text) > MAX_SERVICE_BYTES:
             raise ServiceStatusError("service.json", f"is larger than {MAX_SERVICE_BYTES} bytes")
+        if _nesting(text) > MAX_NESTING:
+            raise ServiceStatusError("service.json", "is nested too deeply")
         try:
             data = json.loads(text, parse_constant=_refuse_constant)
         except json.JSONDecodeError as exc:

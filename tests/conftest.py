@@ -92,7 +92,7 @@ async def spawner_factory(tmp_path):
     def make(**traits):
         defaults = dict(profile_list=SIMPLE_PROFILES, job_dir_root=str(tmp_path / "jobs" / "{username}"),
                         cmd=FAKE_APP, status_interval=0.2, stop_timeout=15, batch_window=0.05,
-                        allow_shared_account=True)
+                        status_refresh_interval=0.5, allow_shared_account=True)
         spawner = make_spawner(**{**defaults, **traits})
         made.append(spawner)
         return spawner

@@ -161,7 +161,7 @@ def hub_user(job_user) -> pwd.struct_passwd:
 HUB_SCRIPT = """
 import asyncio, sys, time
 sys.path.insert(0, sys.argv[1])
-from executor import ExecutorError, LocalExecutor
+from remote.executor import ExecutorError, LocalExecutor
 
 async def main():
     ex = LocalExecutor(prefix=["sudo", "-n", "-u", sys.argv[2], "--"], username=sys.argv[2])
@@ -179,7 +179,15 @@ asyncio.run(main())
 async def test_a_hub_that_is_not_root_ends_a_command_behind_sudo(job_user, hub_user, shared):
     """The hub's account may not signal the job's account: sudo must relay the SIGTERM."""
     # The executor module uses the standard library only: the system python3 runs it as is.
-    shutil.copyfile(executor_module.__file__, shared / "executor.py")
+    # The executor and the reader it imports, as a package of their own the other account can read.
+    package = shared / "remote"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for module in ("executor.py", "file_reader.py"):
+        shutil.copyfile(Path(executor_module.__file__).with_name(module), package / module)
+    for path in package.iterdir():
+        path.chmod(0o644)
+    package.chmod(0o755)
     (shared / "hub.py").write_text(HUB_SCRIPT)
     slow = tag()
     done = await asyncio.create_subprocess_exec(

@@ -256,3 +256,23 @@ def test_env_textarea_lines():
 def test_no_profiles_configured():
     with pytest.raises(OptionsError, match="no profiles"):
         validate_options([], {})
+
+
+def test_profile_files_are_parsed_again_only_when_changed(tmp_path, monkeypatch):
+    import os
+
+    from pw_spawner import profiles as profiles_module
+
+    path = tmp_path / "p.yaml"
+    path.write_text("slug: one\ndisplay_name: One\n")
+    parsed = []
+    real = profiles_module.load_profile_file
+    monkeypatch.setattr(profiles_module, "load_profile_file", lambda f: parsed.append(f) or real(f))
+    assert [p.display_name for p in profiles_module.load_profiles_dir(tmp_path)] == ["One"]
+    assert [p.display_name for p in profiles_module.load_profiles_dir(tmp_path)] == ["One"]
+    assert len(parsed) == 1
+    path.write_text("slug: one\ndisplay_name: Two\n")
+    stamp = path.stat().st_mtime_ns + 1_000_000_000
+    os.utime(path, ns=(stamp, stamp))  # an edit within the same clock tick still counts
+    assert [p.display_name for p in profiles_module.load_profiles_dir(tmp_path)] == ["Two"]
+    assert len(parsed) == 2

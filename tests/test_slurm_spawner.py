@@ -36,7 +36,7 @@ async def slurm_spawner(slurm_cluster, spawner_factory, fake_app_for_others):
             # sudo resets the environment: the client needs to be told where this cluster's conf is.
             exec_prefix=["sudo", "-u", "{username}", "--", "env", f"SLURM_CONF={slurm_cluster.conf_path}"],
         )
-        return spawner_factory(cls=PWSlurmSpawner, username=USER, **{**defaults, **traits})
+        return spawner_factory(cls=PWSlurmSpawner, **{"username": USER, **defaults, **traits})
 
     return make
 
@@ -140,3 +140,24 @@ async def test_another_accounts_job_with_the_same_name_is_left_alone(slurm_clust
         await spawner.stop()
     finally:
         slurm_cluster.run("scancel", other)
+
+
+async def test_servers_of_different_users_are_answered_by_one_squeue(slurm_cluster, slurm_spawner):
+    """Jobs submitted as three accounts (sudo -u each), followed with one squeue run as the hub."""
+    users = ["pwtestuser", "pwtestuser2", "pwtestuser3"]
+    for user in users:
+        ensure_user(user)
+    # The hub's own account asks (root sees every job); sudo reset SLURM_CONF for the submits only.
+    query_prefix = ["env", f"SLURM_CONF={slurm_cluster.conf_path}"]
+    spawners = [slurm_spawner(username=user, status_query_prefix=query_prefix) for user in users]
+    urls = await asyncio.gather(*(s.start() for s in spawners))
+    assert len(set(urls)) == 3
+    owners = {squeue(slurm_cluster, s.job.job_id).split("|")[2] for s in spawners}
+    assert owners == set(users)
+    cache = await spawners[0].status_cache()
+    assert all([await s.status_cache() is cache for s in spawners])
+    await asyncio.sleep(cache.refresh_interval)
+    before = cache.queries
+    assert await asyncio.gather(*(s.poll() for s in spawners)) == [None, None, None]
+    assert cache.queries == before + 1
+    await asyncio.gather(*(s.stop() for s in spawners))

@@ -184,13 +184,15 @@ async def test_leftover_job_is_cancelled_on_next_start(spawner_factory):
     assert not pgid_alive(orphan)
 
 
-async def test_batched_polls_make_one_query(spawner_factory):
+async def test_polls_of_many_servers_make_one_query(spawner_factory):
     spawners = [spawner_factory(server_name=f"s{i}") for i in range(4)]
     await asyncio.gather(*(s.start() for s in spawners))
-    batcher = spawners[0]._batcher()
-    before = batcher.queries
+    cache = await spawners[0].status_cache()
+    assert all([await s.status_cache() is cache for s in spawners])
+    await asyncio.sleep(cache.refresh_interval)  # every answer is now too old for poll()
+    before = cache.queries
     assert await asyncio.gather(*(s.poll() for s in spawners)) == [None] * 4
-    assert batcher.queries == before + 1
+    assert cache.queries == before + 1
 
 
 async def test_local_scheduler_states(tmp_path):

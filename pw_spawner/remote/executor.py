@@ -21,6 +21,9 @@ import shlex
 import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+from . import file_reader
 
 __all__ = [
     "MAX_OUTPUT",
@@ -56,81 +59,10 @@ KILL_WAIT = 0.3
 #: How many bytes of a job's file :meth:`Executor.read_file` takes by default (service.json is <1 KiB).
 MAX_FILE = 65536
 
-#: The exit statuses of :data:`READ_FILE_SNIPPET`.
-READ_MISSING, READ_REFUSED, READ_FAILED = 10, 11, 12
-
 #: The program :meth:`Executor.read_file` runs as ``python3 -I -S -c READ_FILE_SNIPPET PATH MAX``, as
-#: the job's account, on the host that has the file. The file, and the directories above it, may be
-#: the work of a hostile user: it reads nothing but a regular file that the account running it
-#: owns, and never more than MAX + 1 bytes of it. Standard library only and no f-strings: a login
-#: node may have an old python3. ``-I`` ignores PYTHON* variables and the user's site directory
-#: (the user could put code there), ``-S`` skips importing site altogether.
-READ_FILE_SNIPPET = r"""
-import errno, os, pwd, stat, sys
-
-MISSING, REFUSED, FAILED = 10, 11, 12
-path, limit = sys.argv[1], int(sys.argv[2])
-
-
-def refuse(reason):
-    sys.stderr.write(reason + "\n")
-    sys.exit(REFUSED)
-
-
-def kind(mode):
-    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
-                       (stat.S_ISBLK, "block device"), (stat.S_ISDIR, "directory"),
-                       (stat.S_ISSOCK, "socket")):
-        if test(mode):
-            return name
-    return "unknown type"
-
-
-def account():
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        return "uid %d" % os.geteuid()
-
-
-try:
-    # O_NOFOLLOW: a symlink (to /dev/zero, to a file only this account may read) fails with ELOOP
-    #   instead of being followed.
-    # O_NONBLOCK: a FIFO opens at once instead of waiting for a writer that never comes.
-    # O_NOCTTY: a terminal device never becomes this process's controlling terminal.
-    # O_CLOEXEC: no program started from here inherits the descriptor.
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-except OSError as exc:
-    if exc.errno == errno.ENOENT:
-        sys.exit(MISSING)
-    if exc.errno == errno.ELOOP:
-        try:
-            link = stat.S_ISLNK(os.lstat(path).st_mode)
-        except OSError:
-            link = False
-        refuse("is a symbolic link" if link else "has too many levels of symbolic links")
-    if exc.errno == errno.ENXIO:
-        refuse("is not a regular file (socket or device)")
-    sys.stderr.write("%s\n" % (exc.strerror or exc))
-    sys.exit(FAILED)
-# Judge the open descriptor, not the path: the path may name something else by now.
-opened = os.fstat(fd)
-if not stat.S_ISREG(opened.st_mode):
-    refuse("is not a regular file (%s)" % kind(opened.st_mode))
-if opened.st_uid != os.geteuid():
-    refuse("is owned by uid %d, not by %s" % (opened.st_uid, account()))
-if opened.st_size > limit:
-    refuse("is larger than %d bytes" % limit)
-data = b""
-while len(data) <= limit:
-    chunk = os.read(fd, limit + 1 - len(data))
-    if not chunk:
-        break
-    data += chunk
-if len(data) > limit:
-    refuse("is larger than %d bytes" % limit)  # it grew after the fstat
-sys.stdout.buffer.write(data)
-"""
+#: the job's account, on the host that has the file: the source of :mod:`.file_reader`.
+READ_FILE_SNIPPET = Path(file_reader.__file__).read_text()
+READ_MISSING, READ_REFUSED, READ_FAILED = file_reader.MISSING, file_reader.REFUSED, file_reader.FAILED
 
 
 class ExecutorError(RuntimeError):
@@ -183,6 +115,11 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def account(self) -> str:
         """The account commands run as (whose jobs a leftover search may cancel)."""
+
+    @property
+    def cheap_reads(self) -> bool:
+        """Whether :meth:`read_file` costs no command (a follow loop may then read often)."""
+        return False
 
     async def read_file(self, path: str, *, max_bytes: int = MAX_FILE,
                         timeout: float = 15) -> str | None:
@@ -343,6 +280,28 @@ class LocalExecutor(Executor):
         returncode = transport.get_returncode()
         return CommandResult(tuple(full), returncode or 0, capture.output[1].decode(errors="replace"),
                              capture.output[2].decode(errors="replace"))
+
+    @property
+    def cheap_reads(self) -> bool:
+        # Without a prefix the hub is the job's account: it opens the job's files itself, with the
+        # same checks and the same permissions as the reader would have.
+        return not self.prefix
+
+    async def read_file(self, path: str, *, max_bytes: int = MAX_FILE,
+                        timeout: float = 15) -> str | None:
+        """As :meth:`Executor.read_file`; in the hub's process (a thread) where it may open the file."""
+        if not self.cheap_reads:
+            return await super().read_file(path, max_bytes=max_bytes, timeout=timeout)
+        try:
+            data = await asyncio.wait_for(
+                asyncio.to_thread(file_reader.read_limited, path, max_bytes, os.geteuid()), timeout)
+        except file_reader.Missing:
+            return None
+        except file_reader.Refused as exc:
+            raise UntrustedFileError(path, str(exc)) from None
+        except (file_reader.Unreadable, asyncio.TimeoutError) as exc:
+            raise ExecutorError(f"cannot read {path}: {exc or 'timed out'}") from None
+        return data.decode(errors="replace")
 
     @property
     def account(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -68,3 +69,7 @@ class Scheduler(abc.ABC):
     @abc.abstractmethod
     async def find(self, executor: Executor, name: str, job_dir: str) -> list[str]:
         """Ids of unfinished jobs with this name (a hub that died before saving its state)."""
+
+    async def shows_other_users_jobs(self, executor: Executor) -> bool | None:
+        """Whether a query run by ``executor`` lists every user's jobs (None: cannot tell)."""
+        return os.geteuid() == 0 and not getattr(executor, "prefix", ())

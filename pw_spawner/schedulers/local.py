@@ -7,7 +7,6 @@ same runner on a cluster's login node.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Sequence
@@ -34,7 +33,9 @@ class LocalScheduler(Scheduler):
     def __init__(self, python: str = sys.executable):
         # -I: the runner must not import a "pw_spawner" planted in the hub's working directory
         # (it runs as every user who spawns).
-        self.runner: tuple[str, ...] = (python, "-I", "-m", "pw_spawner.schedulers.local_runner")
+        # By its path: the runner is standard library only, and importing the package would cost
+        # every call (a spawn, a status refresh) tenths of a second.
+        self.runner: tuple[str, ...] = (python, "-I", str(Path(local_runner.__file__)))
 
     @classmethod
     def on_login_node(cls, python: str = "python3") -> LocalScheduler:
@@ -54,14 +55,8 @@ class LocalScheduler(Scheduler):
             raise SubmitError(f"the job could not be started: {result.message()}")
         return job_id
 
-    async def _query_one(self, executor: Executor, job: JobRef) -> JobInfo:
-        try:
-            result = await executor.run([*self.runner, "status", job.job_dir])
-            record = json.loads(result.stdout) if result.ok else None
-        except (ExecutorError, json.JSONDecodeError) as exc:
-            return JobInfo.unknown(job.job_id, str(exc))
-        if record is None:
-            return JobInfo.unknown(job.job_id, result.message())
+    @staticmethod
+    def _info(job: JobRef, record: dict) -> JobInfo:
         if str(record.get("pid")) != job.job_id and record.get("state") == "RUNNING":
             # The job dir now belongs to a later job: this one has ended.
             return JobInfo(job.job_id, JobState.COMPLETED, "REPLACED")
@@ -70,9 +65,29 @@ class LocalScheduler(Scheduler):
                        node="localhost" if raw == "RUNNING" else None,
                        exit_code=record.get("exit_code"))
 
+    async def _records(self, executor: Executor, jobs: Sequence[JobRef]) -> list[dict] | str:
+        """The runner's record of every job (one call), or why there are none."""
+        try:
+            result = await executor.run([*self.runner, "status", *(job.job_dir for job in jobs)])
+        except ExecutorError as exc:
+            return str(exc)
+        if not result.ok:
+            return result.message()
+        try:
+            records = [json.loads(line) for line in result.stdout.splitlines()]
+        except json.JSONDecodeError as exc:
+            return f"unreadable runner output: {exc}"
+        if len(records) != len(jobs) or not all(isinstance(r, dict) for r in records):
+            return "the runner answered for other jobs than asked"
+        return records
+
     async def query(self, executor: Executor, jobs: Sequence[JobRef]) -> dict[str, JobInfo]:
-        infos = await asyncio.gather(*(self._query_one(executor, job) for job in jobs))
-        return {info.job_id: info for info in infos}
+        if not jobs:
+            return {}
+        records = await self._records(executor, jobs)
+        if isinstance(records, str):
+            return {job.job_id: JobInfo.unknown(job.job_id, records) for job in jobs}
+        return {job.job_id: self._info(job, record) for job, record in zip(jobs, records, strict=True)}
 
     async def cancel(self, executor: Executor, job: JobRef) -> None:
         try:
@@ -83,8 +98,9 @@ class LocalScheduler(Scheduler):
             raise SchedulerError(f"could not stop the job: {result.message()}")
 
     async def find(self, executor: Executor, name: str, job_dir: str) -> list[str]:
-        info = await self._query_one(executor, JobRef("", name, job_dir))
-        if info.raw_state == "REPLACED":  # running, with the pid we did not know
-            result = await executor.run([*self.runner, "status", job_dir])
-            return [str(json.loads(result.stdout)["pid"])]
-        return []
+        records = await self._records(executor, [JobRef("", name, job_dir)])
+        if isinstance(records, str):
+            raise SchedulerError(f"cannot list jobs: {records}")
+        record = records[0]
+        # Running, with a pid no hub state knows.
+        return [str(record["pid"])] if record.get("state") == "RUNNING" and record.get("pid") else []

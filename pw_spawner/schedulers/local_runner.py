@@ -1,7 +1,8 @@
 """The ``local`` target's job runner: runs a job script as a detached process group on this host.
 
 Invoked (through the executor, so ``sudo -u`` applies) as
-``python -m pw_spawner.schedulers.local_runner submit|status|cancel JOB_DIR``. It uses only the
+``python -I .../local_runner.py submit|cancel JOB_DIR`` or ``status JOB_DIR...`` (one line of JSON a
+directory: one call answers for every job). It uses only the
 standard library and keeps everything it knows in the job directory, so a restarted hub can ask
 about a job it started before. The job id is the process group's id.
 """
@@ -87,6 +88,11 @@ def _alive(job_dir: Path) -> tuple[int | None, bool]:
 
 
 def status(job_dir: Path) -> int:
+    print(json.dumps(_status(job_dir)))
+    return 0
+
+
+def _status(job_dir: Path) -> dict[str, object]:
     pid, alive = _alive(job_dir)
     record: dict[str, object] = {"pid": pid}
     if pid is None:
@@ -102,8 +108,7 @@ def status(job_dir: Path) -> int:
             record["state"] = "LOST"  # killed from outside before it could record a status
         else:
             record.update(state="COMPLETED" if code == 0 else "FAILED", exit_code=code)
-    print(json.dumps(record))
-    return 0
+    return record
 
 
 def _group_alive(pgid: int) -> bool:
@@ -145,11 +150,17 @@ def cancel(job_dir: Path, grace: float = 5.0) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or args[0] not in ("submit", "status", "cancel"):
-        print("usage: local_runner submit|status|cancel JOB_DIR", file=sys.stderr)
+    one_dir = args[:1] in (["submit"], ["cancel"]) and len(args) == 2
+    if not one_dir and not (args[:1] == ["status"] and len(args) >= 2):
+        print("usage: local_runner submit|cancel JOB_DIR, or local_runner status JOB_DIR...", file=sys.stderr)
         return 2
+    if args[0] == "status":
+        # One line of JSON a job directory, in order: one call answers for every job.
+        for job_dir in args[1:]:
+            print(json.dumps(_status(Path(job_dir))))
+        return 0
     action, job_dir = args[0], Path(args[1])
-    return {"submit": submit, "status": status, "cancel": cancel}[action](job_dir)
+    return {"submit": submit, "cancel": cancel}[action](job_dir)
 
 
 if __name__ == "__main__":

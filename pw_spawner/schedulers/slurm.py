@@ -89,6 +89,13 @@ def parse_sacct(text: str, job_id: str) -> JobInfo | None:
     return None
 
 
+def parse_private_data(config: str) -> set[str]:
+    """The ``PrivateData`` words of ``scontrol show config`` (``none`` gives an empty set)."""
+    match = re.search(r"^PrivateData\s*=\s*(\S*)", config, re.MULTILINE)
+    words = {w.strip().lower() for w in (match.group(1) if match else "").split(",")}
+    return words - {"", "none", "(null)"}
+
+
 def submit_error_message(stderr: str) -> str:
     """The part of sbatch's complaint a user can act on."""
     lines = [line.removeprefix("sbatch: error: ").strip() for line in stderr.splitlines() if line.strip()]
@@ -116,23 +123,33 @@ class SlurmScheduler(Scheduler):
             raise SubmitError(f"sbatch answered something unexpected: {result.stdout.strip()[:200]!r}")
         return job_id
 
-    async def _confirm(self, executor: Executor, job_id: str) -> JobInfo:
-        """A second opinion on a job squeue did not list: ended, or unknown."""
+    async def _confirm(self, executor: Executor, ids: list[str]) -> dict[str, JobInfo]:
+        """A second opinion on jobs squeue did not list, in one call: ended, or unknown.
+
+        ``scontrol -o show job`` lists every job slurmctld still holds (finished ones for
+        MinJobAge), one a line; jobs it no longer holds are looked up in accounting with one
+        ``sacct -j a,b,...``, and a job neither knows is gone.
+        """
         try:
-            result = await executor.run(["scontrol", "show", "job", job_id])
-            if result.ok:
-                info = parse_scontrol(result.stdout)
-                if info is not None:
-                    return info
-            elif _INVALID_JOB in result.stderr:
-                # Purged after MinJobAge: accounting may still know how it ended.
-                acct = await executor.run(
-                    ["sacct", "-n", "-P", "-X", "-j", job_id, "-o", "JobID,State,ExitCode,NodeList"])
-                info = parse_sacct(acct.stdout, job_id) if acct.ok else None
-                return info or JobInfo(job_id, JobState.COMPLETED, "GONE", "no longer known to Slurm")
-            return JobInfo.unknown(job_id, result.message())
+            result = await executor.run(["scontrol", "-o", "show", "job"])
         except ExecutorError as exc:
-            return JobInfo.unknown(job_id, str(exc))
+            return {i: JobInfo.unknown(i, str(exc)) for i in ids}
+        if not result.ok:
+            return {i: JobInfo.unknown(i, result.message()) for i in ids}
+        held = {info.job_id: info for info in map(parse_scontrol, result.stdout.splitlines()) if info}
+        infos = {i: held[i] for i in ids if i in held}
+        purged = [i for i in ids if i not in held]
+        if purged:
+            try:
+                acct = await executor.run(["sacct", "-n", "-P", "-X", "-j", ",".join(purged),
+                                           "-o", "JobID,State,ExitCode,NodeList"])
+                text = acct.stdout if acct.ok else ""
+            except ExecutorError:
+                text = ""
+            for job_id in purged:
+                infos[job_id] = parse_sacct(text, job_id) or JobInfo(
+                    job_id, JobState.COMPLETED, "GONE", "no longer known to Slurm")
+        return infos
 
     async def query(self, executor: Executor, jobs: Sequence[JobRef]) -> dict[str, JobInfo]:
         ids = [job.job_id for job in jobs]
@@ -146,11 +163,9 @@ class SlurmScheduler(Scheduler):
         if not result.ok and _INVALID_JOB not in result.stderr:
             return {i: JobInfo.unknown(i, result.message()) for i in ids}
         listed = parse_squeue(result.stdout) if result.ok else {}
-        infos = {}
-        for job_id in ids:
-            info = listed.get(job_id)
-            infos[job_id] = info if info is not None else await self._confirm(executor, job_id)
-        return infos
+        missing = [i for i in ids if i not in listed]
+        confirmed = await self._confirm(executor, missing) if missing else {}
+        return {i: listed.get(i) or confirmed[i] for i in ids}
 
     async def cancel(self, executor: Executor, job: JobRef) -> None:
         try:
@@ -159,6 +174,17 @@ class SlurmScheduler(Scheduler):
             raise SchedulerError(f"could not cancel job {job.job_id}: {exc}") from exc
         if not result.ok and _INVALID_JOB not in result.stderr:
             raise SchedulerError(f"could not cancel job {job.job_id}: {result.message()}")
+
+    async def shows_other_users_jobs(self, executor: Executor) -> bool | None:
+        """False when ``PrivateData`` hides jobs (root and SlurmUser see them all the same)."""
+        try:
+            result = await executor.run(["scontrol", "show", "config"])
+        except ExecutorError:
+            return None
+        if not result.ok:
+            return None
+        private = parse_private_data(result.stdout)
+        return "jobs" not in private or await super().shows_other_users_jobs(executor) is True
 
     async def find(self, executor: Executor, name: str, job_dir: str) -> list[str]:
         # Only this account's jobs: anyone on the cluster may name a job "pw-alice", and cancelling
