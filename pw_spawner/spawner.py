@@ -814,7 +814,8 @@ class PWSpawner(Spawner):
 
         Raises InvalidServiceRecord when the job wrote something the hub does not accept.
         """
-        assert self.job is not None
+        if self.job is None:  # stopped meanwhile
+            return None
         try:
             text = await executor.read_file(f"{self.job.job_dir}/service.json", max_bytes=MAX_SERVICE_BYTES)
         except UntrustedFileError as exc:
@@ -859,14 +860,18 @@ class PWSpawner(Spawner):
         cache = await self.status_cache()
         seen_running = False
         for delay in self._follow_delays(executor.cheap_reads):
+            self._still_wanted()
+            job = self.job
+            assert job is not None
             # Until the job runs, the scheduler's answer is what changes; once it runs, service.json
             # does, and the scheduler is asked as often as status_interval says.
-            info = await cache.status(self.job, max_age=self.status_interval if seen_running else delay)
+            info = await cache.status(job, max_age=self.status_interval if seen_running else delay)
+            self._still_wanted()
             if info.state is JobState.PENDING:
                 why = f" ({info.reason})" if info.reason else ""
-                self._emit(30, f"Job {self.job.job_id} is queued{why}")
+                self._emit(30, f"Job {job.job_id} is queued{why}")
             elif info.state is JobState.UNKNOWN:
-                self._emit(30, f"Waiting for the scheduler to answer about job {self.job.job_id}")
+                self._emit(30, f"Waiting for the scheduler to answer about job {job.job_id}")
             elif info.state.finished:
                 try:
                     service = await self._read_service(executor)
@@ -874,14 +879,15 @@ class PWSpawner(Spawner):
                     service = None
                 said = service.error_message if service and service.error_message else ""
                 raise spawn_error(
-                    f"Job {self.job.job_id} ended ({info.raw_state.lower() or info.state.value}) "
+                    f"Job {job.job_id} ended ({info.raw_state.lower() or info.state.value}) "
                     f"before the app started" + (f": {said}" if said else "."), reason="job-ended")
             else:
                 seen_running = True
                 if info.node:
                     self.job_node = info.node
-                self._emit(50, f"Job {self.job.job_id} is running on {info.node or 'its node'}")
+                self._emit(50, f"Job {job.job_id} is running on {info.node or 'its node'}")
                 service = await self._read_service_or_fail(executor)
+                self._still_wanted()
                 if service is not None:
                     if service.job_status is JobState.FAILED:
                         raise spawn_error(service.error_message or "The app failed to start.",
@@ -893,6 +899,11 @@ class PWSpawner(Spawner):
                     self._emit(70, note[:1].upper() + note[1:] if note else "Waiting for the app to start")
             await asyncio.sleep(delay)
         raise AssertionError("the follow loop ends only by returning or raising")
+
+    def _still_wanted(self) -> None:
+        """Raise if stop() ran while this start followed the job (stop has cancelled it)."""
+        if self.job is None:
+            raise spawn_error("The server was stopped before it started.", reason="stopped")
 
     def _app_host(self, service: ServiceStatus) -> str:
         """Where the app is reached: decided by the hub (the trust boundary), never by the job."""

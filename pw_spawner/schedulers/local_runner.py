@@ -58,16 +58,26 @@ def submit(job_dir: Path) -> int:
     for stale in ("exitcode", "cancelled", "service.json"):
         (job_dir / stale).unlink(missing_ok=True)
     path = job_dir / "job.sh"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(script)
-    out = os.open(job_dir / "job.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o700)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(script)
+        out = os.open(job_dir / "job.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        # A full or read-only file system, a quota: said in one line, not as a traceback.
+        print(f"cannot write the job's files in {job_dir}: {exc.strerror}", file=sys.stderr)
+        return 1
     proc = subprocess.Popen(
         ["/bin/bash", "-c", _WRAPPER, "pw-job", str(path), str(job_dir / "exitcode")],
         stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=str(Path.home()),
         start_new_session=True, close_fds=True,
     )
-    (job_dir / "job.pid").write_text(f"{proc.pid} {_start_time(proc.pid) or ''}\n")
+    try:
+        (job_dir / "job.pid").write_text(f"{proc.pid} {_start_time(proc.pid) or ''}\n")
+    except OSError as exc:
+        os.killpg(proc.pid, signal.SIGKILL)  # a job nobody could find again must not run
+        print(f"cannot write the job's files in {job_dir}: {exc.strerror}", file=sys.stderr)
+        return 1
     print(proc.pid)
     return 0
 

@@ -136,7 +136,13 @@ class SlurmScheduler(Scheduler):
             return {i: JobInfo.unknown(i, str(exc)) for i in ids}
         if not result.ok:
             return {i: JobInfo.unknown(i, result.message()) for i in ids}
-        held = {info.job_id: info for info in map(parse_scontrol, result.stdout.splitlines()) if info}
+        lines = [line for line in result.stdout.splitlines() if line.strip()]
+        parsed = [parse_scontrol(line) for line in lines]
+        if any(info is None for info in parsed) and lines != ["No jobs in the system"]:
+            # A banner, a cut-off or garbled answer: it cannot confirm that anything has gone.
+            why = f"unreadable scontrol output: {lines[0][:80]!r}"
+            return {i: JobInfo.unknown(i, why) for i in ids}
+        held = {info.job_id: info for info in parsed if info is not None}
         infos = {i: held[i] for i in ids if i in held}
         purged = [i for i in ids if i not in held]
         if purged:
