@@ -165,3 +165,22 @@ def test_private_data_is_read_from_scontrol_show_config():
     assert parse_private_data("AuthType = auth/munge\nPrivateData = jobs,usage\n") == {"jobs", "usage"}
     assert parse_private_data("PrivateData             = none\n") == set()
     assert parse_private_data("ClusterName = x\n") == set()
+
+
+async def test_polls_at_hub_start_share_one_question(monkeypatch):
+    asked = []
+
+    class Slow(Visible):
+        async def shows_other_users_jobs(self, executor):
+            asked.append(1)
+            await asyncio.sleep(0.05)
+            return True
+
+    monkeypatch.setattr(visibility, "get_scheduler", lambda kind: Slow(True))
+    monkeypatch.setattr(visibility, "_DECIDED", {})
+    monkeypatch.setattr(visibility, "_ASKING", {})
+    sudo = ["sudo", "-u", "{username}", "--"]
+    log = logging.getLogger("test")
+    asks = [visibility.query_scope("auto", "slurm", sudo, [], log) for _ in range(10)]
+    scopes = await asyncio.gather(*asks)
+    assert scopes == ["cluster"] * 10 and len(asked) == 1

@@ -9,6 +9,7 @@ to configure. The answer is kept for the life of the process.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -17,6 +18,8 @@ from ..remote.executor import LocalExecutor
 from . import get_scheduler
 
 _DECIDED: dict[tuple[str, tuple[str, ...], tuple[str, ...]], str] = {}
+#: Questions being asked: every poll at hub start waits for the one answer.
+_ASKING: dict[tuple[str, tuple[str, ...], tuple[str, ...]], asyncio.Future[bool | None]] = {}
 
 FALLBACK_ADVICE = (
     "status queries fall back to one per user (one squeue/qstat per user per interval). Set "
@@ -33,7 +36,14 @@ async def query_scope(configured: str, kind: str, exec_prefix: Sequence[str],
         return "cluster"
     key = (kind, tuple(exec_prefix), tuple(query_prefix))
     if key not in _DECIDED:
-        sees_all = await get_scheduler(kind).shows_other_users_jobs(LocalExecutor())
+        asking = _ASKING.get(key)
+        if asking is None or asking.get_loop() is not asyncio.get_running_loop():
+            asking = _ASKING[key] = asyncio.ensure_future(
+                get_scheduler(kind).shows_other_users_jobs(LocalExecutor()))
+        sees_all = await asyncio.shield(asking)
+        _ASKING.pop(key, None)
+        if key in _DECIDED:  # another poll decided (and warned) while this one waited
+            return _DECIDED[key]
         _DECIDED[key] = "cluster" if sees_all else "user"
         if not sees_all:
             why = ("the scheduler hides other users' jobs from the hub's account" if sees_all is False
