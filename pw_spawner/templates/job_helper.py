@@ -9,6 +9,8 @@ Standard library only (a node needs python3, not pw_spawner). Subcommands:
 - ``port HOST``: a port free on HOST now (a candidate: only ``owns`` says whose it became).
 - ``owns PID PORT``: whether a socket listening on PORT belongs to PID or one of its descendants.
   Exit 0 yes, 1 nothing listens yet, 3 someone else listens there (another user took the port).
+- ``listen-wait PID PORT SECONDS``: ``owns`` every 20 ms until it is 0 or 3; exit 4 when PID ended
+  first, 5 when SECONDS passed (one process for the whole wait, not one a check).
 - ``secret``: a random token for an app's private wiring.
 """
 
@@ -18,6 +20,7 @@ import secrets
 import socket
 import stat
 import sys
+import time
 
 
 def checkdir(path):
@@ -113,6 +116,27 @@ def owns(pid, port):
     return 3
 
 
+def ended(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def listen_wait(pid, port, seconds):
+    deadline = time.monotonic() + seconds
+    while True:
+        found = owns(pid, port)
+        if found in (0, 3):
+            return found
+        if ended(pid):
+            return 4
+        if time.monotonic() > deadline:
+            return 5
+        time.sleep(0.02)
+
+
 def main(args):
     command = args[0] if args else ""
     if command == "checkdir":
@@ -131,6 +155,8 @@ def main(args):
         return 0
     if command == "owns":
         return owns(int(args[1]), int(args[2]))
+    if command == "listen-wait":
+        return listen_wait(int(args[1]), int(args[2]), float(args[3]))
     if command == "secret":
         print(secrets.token_hex(24))
         return 0

@@ -23,7 +23,10 @@ PW_LOG="$PW_JOB_DIR/job.out"
 export PW_JOB_DIR PW_JOB_ID PW_URL PW_SLUG PW_HOST PW_PORT
 
 # The job's helper (service.json, ports, the job directory's checks): python3, standard library only.
-command -v python3 >/dev/null || { echo "pw_spawner: python3 is needed on this node" >&2; exit 1; }
+# The interpreter itself, found once: python3 on PATH may be a wrapper (pyenv, modules) that costs a
+# tenth of a second at every call.
+PW_PYTHON="$(python3 -I -S -c 'import sys; print(sys.executable)' 2>/dev/null)"
+[ -x "$PW_PYTHON" ] || { echo "pw_spawner: python3 is needed on this node" >&2; exit 1; }
 PW_HELPER="$(cat <<'PW_HELPER_PY'
 """The job's own helper, run by the job script on its node with ``python3 -I -S -c``.
 
@@ -36,6 +39,8 @@ Standard library only (a node needs python3, not pw_spawner). Subcommands:
 - ``port HOST``: a port free on HOST now (a candidate: only ``owns`` says whose it became).
 - ``owns PID PORT``: whether a socket listening on PORT belongs to PID or one of its descendants.
   Exit 0 yes, 1 nothing listens yet, 3 someone else listens there (another user took the port).
+- ``listen-wait PID PORT SECONDS``: ``owns`` every 20 ms until it is 0 or 3; exit 4 when PID ended
+  first, 5 when SECONDS passed (one process for the whole wait, not one a check).
 - ``secret``: a random token for an app's private wiring.
 """
 
@@ -45,6 +50,7 @@ import secrets
 import socket
 import stat
 import sys
+import time
 
 
 def checkdir(path):
@@ -140,6 +146,27 @@ def owns(pid, port):
     return 3
 
 
+def ended(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def listen_wait(pid, port, seconds):
+    deadline = time.monotonic() + seconds
+    while True:
+        found = owns(pid, port)
+        if found in (0, 3):
+            return found
+        if ended(pid):
+            return 4
+        if time.monotonic() > deadline:
+            return 5
+        time.sleep(0.02)
+
+
 def main(args):
     command = args[0] if args else ""
     if command == "checkdir":
@@ -158,6 +185,8 @@ def main(args):
         return 0
     if command == "owns":
         return owns(int(args[1]), int(args[2]))
+    if command == "listen-wait":
+        return listen_wait(int(args[1]), int(args[2]), float(args[3]))
     if command == "secret":
         print(secrets.token_hex(24))
         return 0
@@ -168,7 +197,7 @@ def main(args):
 sys.exit(main(sys.argv[1:]))
 PW_HELPER_PY
 )"
-pw_helper() { python3 -I -S -c "$PW_HELPER" "$@"; }
+pw_helper() { "$PW_PYTHON" -I -S -c "$PW_HELPER" "$@"; }
 # The job directory must be this account's own, 0700: under a shared root another user could
 # otherwise plant the files this job runs (the proxy's configuration) or reads.
 mkdir -p -m 0700 "$PW_JOB_DIR" 2>/dev/null
@@ -215,19 +244,16 @@ trap 'kill -TERM "$PW_APP_PID" 2>/dev/null; wait "$PW_APP_PID"; pw_status CANCEL
 
 # RUNNING only once the app's own process listens on the port: the port was free when picked, and
 # another user on the node may have taken it since; the hub must never be sent to that listener.
-PW_WAITED=0
-while :; do
-    pw_helper owns "$PW_APP_PID" "$PW_PORT"
-    case $? in
-        0) break ;;
-        3) kill -TERM "$PW_APP_PID" 2>/dev/null
-           pw_fail "port $PW_PORT on $(hostname) was taken by another process before JupyterLab listened on it; please start again" ;;
-    esac
-    kill -0 "$PW_APP_PID" 2>/dev/null || { wait "$PW_APP_PID"; pw_fail "JupyterLab exited with status $? before it listened on port $PW_PORT (its output: $PW_LOG)"; }
-    PW_WAITED=$((PW_WAITED + 1))
-    [ "$PW_WAITED" -le 3000 ] || pw_fail "JupyterLab did not listen on port $PW_PORT within 300 s"
-    sleep 0.1
-done
+pw_helper listen-wait "$PW_APP_PID" "$PW_PORT" 300
+case $? in
+    0) ;;
+    3) kill -TERM "$PW_APP_PID" 2>/dev/null
+       pw_fail "port $PW_PORT on $(hostname) was taken by another process before JupyterLab listened on it; please start again" ;;
+    4) wait "$PW_APP_PID"
+       pw_fail "JupyterLab exited with status $? before it listened on port $PW_PORT (its output: $PW_LOG)" ;;
+    *) kill -TERM "$PW_APP_PID" 2>/dev/null
+       pw_fail "JupyterLab did not listen on port $PW_PORT within 300 s" ;;
+esac
 pw_status RUNNING ""
 
 wait "$PW_APP_PID"

@@ -29,7 +29,10 @@ PW_LOG="$PW_JOB_DIR/job.out"
 export PW_JOB_DIR PW_JOB_ID PW_URL PW_SLUG PW_HOST PW_PORT
 
 # The job's helper (service.json, ports, the job directory's checks): python3, standard library only.
-command -v python3 >/dev/null || { echo "pw_spawner: python3 is needed on this node" >&2; exit 1; }
+# The interpreter itself, found once: python3 on PATH may be a wrapper (pyenv, modules) that costs a
+# tenth of a second at every call.
+PW_PYTHON="$(python3 -I -S -c 'import sys; print(sys.executable)' 2>/dev/null)"
+[ -x "$PW_PYTHON" ] || { echo "pw_spawner: python3 is needed on this node" >&2; exit 1; }
 PW_HELPER="$(cat <<'PW_HELPER_PY'
 """The job's own helper, run by the job script on its node with ``python3 -I -S -c``.
 
@@ -42,6 +45,8 @@ Standard library only (a node needs python3, not pw_spawner). Subcommands:
 - ``port HOST``: a port free on HOST now (a candidate: only ``owns`` says whose it became).
 - ``owns PID PORT``: whether a socket listening on PORT belongs to PID or one of its descendants.
   Exit 0 yes, 1 nothing listens yet, 3 someone else listens there (another user took the port).
+- ``listen-wait PID PORT SECONDS``: ``owns`` every 20 ms until it is 0 or 3; exit 4 when PID ended
+  first, 5 when SECONDS passed (one process for the whole wait, not one a check).
 - ``secret``: a random token for an app's private wiring.
 """
 
@@ -51,6 +56,7 @@ import secrets
 import socket
 import stat
 import sys
+import time
 
 
 def checkdir(path):
@@ -146,6 +152,27 @@ def owns(pid, port):
     return 3
 
 
+def ended(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def listen_wait(pid, port, seconds):
+    deadline = time.monotonic() + seconds
+    while True:
+        found = owns(pid, port)
+        if found in (0, 3):
+            return found
+        if ended(pid):
+            return 4
+        if time.monotonic() > deadline:
+            return 5
+        time.sleep(0.02)
+
+
 def main(args):
     command = args[0] if args else ""
     if command == "checkdir":
@@ -164,6 +191,8 @@ def main(args):
         return 0
     if command == "owns":
         return owns(int(args[1]), int(args[2]))
+    if command == "listen-wait":
+        return listen_wait(int(args[1]), int(args[2]), float(args[3]))
     if command == "secret":
         print(secrets.token_hex(24))
         return 0
@@ -174,7 +203,7 @@ def main(args):
 sys.exit(main(sys.argv[1:]))
 PW_HELPER_PY
 )"
-pw_helper() { python3 -I -S -c "$PW_HELPER" "$@"; }
+pw_helper() { "$PW_PYTHON" -I -S -c "$PW_HELPER" "$@"; }
 # The job directory must be this account's own, 0700: under a shared root another user could
 # otherwise plant the files this job runs (the proxy's configuration) or reads.
 mkdir -p -m 0700 "$PW_JOB_DIR" 2>/dev/null
@@ -289,16 +318,20 @@ pw_wait() {
         sleep 0.2
     done
 }
-# pw_listens PID PORT: whether PID (or a child of it) listens on PORT. Another process listening
-# there (another user took the port after it was picked) fails the job: nothing may be routed to it.
-pw_listens() {
-    pw_helper owns "$1" "$2"
-    case $? in
-        0) return 0 ;;
-        3) pw_stop_all
-           pw_fail "port $2 on $(hostname) was taken by another process before $PW_APP_NAME's part listened on it; please start again" ;;
+# pw_wait_listen WHAT PID PORT: until PID (or a child of it) listens on PORT. Another process
+# listening there (another user took the port after it was picked) fails the job: nothing may be
+# routed to it.
+pw_wait_listen() {
+    local what="$1" pid="$2" port="$3" rc
+    pw_helper listen-wait "$pid" "$port" 300
+    rc=$?
+    [ "$rc" -eq 0 ] && return 0
+    pw_stop_all
+    case $rc in
+        3) pw_fail "port $port on $(hostname) was taken by another process before $what listened on it; please start again" ;;
+        4) wait "$pid"; pw_fail "$what exited with status $? before it was ready (its output: $PW_LOG)" ;;
+        *) pw_fail "$what was not ready within 300 s" ;;
     esac
-    return 1
 }
 # pw_xauth DISPLAY: the session's X cookie for DISPLAY in $XAUTHORITY. xauth reads it from stdin, so
 # it never stands in a command line. An X server given -auth takes every entry of the file, whatever
@@ -344,7 +377,7 @@ pw_status STARTING "starting the authenticating proxy"
     -- tail --pid="$$" -f /dev/null &
 PW_PROXY_PID=$!
 PW_PIDS+=("$PW_PROXY_PID")
-pw_wait jupyter-standaloneproxy "$PW_PROXY_PID" pw_listens "$PW_PROXY_PID" "$PW_PORT"
+pw_wait_listen jupyter-standaloneproxy "$PW_PROXY_PID" "$PW_PORT"
 pw_status RUNNING ""
 
 # The session lasts while the app, the proxy and every supervised helper do (helpers such as a
