@@ -56,8 +56,8 @@ from .status import (
     app_host,
     check_identity,
     clean_message,
+    is_an_earlier_jobs_last_word,
     listener_uids,
-    service_is_an_earlier_jobs,
 )
 
 STATE_VERSION = 1
@@ -446,17 +446,17 @@ class PWSpawner(Spawner):
 
     # ---------------------------------------------------------------- parts
 
-    def _format(self, text: str, *, account: bool = False, checked: bool = True) -> str:
+    def _format(self, text: str, *, account: bool = False) -> str:
         """``text`` with {username}, {servername} and {servername_suffix} filled in.
 
         The names it uses are checked first (UnsafeNameError): for a path (no "/", "..", blanks),
-        and with ``account`` for a login name (sudo -u, ssh). ``checked=False`` is for the job
-        name, which is sanitised and made unique by a hash instead.
+        and with ``account`` for a login name (sudo -u, ssh). The job name is made otherwise
+        (:func:`~pw_spawner.scripts.job_name_for`: sanitised and made unique by a hash).
         """
         server = self.name or ""
-        if checked and "{username}" in text:
+        if "{username}" in text:
             check_name("user", self.user.name, account=account)
-        if checked and server and "{servername" in text:
+        if server and "{servername" in text:
             check_name("server", server)
         return text.format(username=self.user.name, servername=server,
                            servername_suffix=f"-{server}" if server else "")
@@ -827,9 +827,12 @@ class PWSpawner(Spawner):
             return None
         try:
             service = ServiceStatus.from_json(text)
+        except ServiceStatusError as exc:
+            raise InvalidServiceRecord(str(exc)) from None
+        try:
             check_identity(service, self.job.job_id)
         except ServiceStatusError as exc:
-            if service_is_an_earlier_jobs(text, exc):
+            if is_an_earlier_jobs_last_word(service):
                 # A cancelled job of this server may write its last word after the new one was
                 # submitted (its trap runs after Slurm already says CANCELLED): not this job's yet.
                 self.log.debug("%s: service.json is an earlier job's: %s", self._log_name, exc)
@@ -837,13 +840,17 @@ class PWSpawner(Spawner):
             raise InvalidServiceRecord(str(exc)) from None
         return service
 
+    def _refused_record(self, reason: Exception) -> Exception:
+        """The spawn-page error for a service record the trust boundary refused."""
+        return spawn_error(f"The job reported an invalid service record: {reason}", reason="bad-service",
+                           log_message=f"job {self.job.job_id if self.job else '?'}: refused "
+                                       f"service.json: {reason}")
+
     async def _read_service_or_fail(self, executor: Executor) -> ServiceStatus | None:
         try:
             return await self._read_service(executor)
         except InvalidServiceRecord as exc:
-            raise spawn_error(f"The job reported an invalid service record: {exc}", reason="bad-service",
-                              log_message=f"job {self.job.job_id if self.job else '?'}: invalid "
-                                          f"service.json: {exc}") from None
+            raise self._refused_record(exc) from None
 
     def _follow_delays(self, cheap_reads: bool) -> Iterator[float]:
         """Pauses of the follow loop: short at first (an app may be up within a second), growing to
@@ -955,9 +962,7 @@ class PWSpawner(Spawner):
                 assert service.port is not None
                 await self._check_local_listener(service.port)
         except (ServiceStatusError, InvalidServiceRecord) as exc:
-            raise spawn_error(f"The job reported an invalid service record: {exc}", reason="bad-service",
-                              log_message=f"job {self.job.job_id if self.job else '?'}: refused "
-                                          f"service.json: {exc}") from None
+            raise self._refused_record(exc) from None
         self.service = service
         if service.slug and not self.default_url:
             # JupyterHub formats default_url with the user's names: braces cannot come from the job.

@@ -247,15 +247,13 @@ def check_identity(status: ServiceStatus, job_id: str) -> None:
         raise ServiceStatusError("JOB_ID", f"is {status.job_id}, not the submitted job {job_id}")
 
 
-def service_is_an_earlier_jobs(text: str, refusal: ServiceStatusError) -> bool:
-    """Whether a refused record is only another job's last word (an ended job's, of this server).
+def is_an_earlier_jobs_last_word(status: ServiceStatus) -> bool:
+    """Whether a record :func:`check_identity` refused is only another job's last word (an ended
+    job's, of this server).
 
     Such a record names its own job and does not claim RUNNING: the hub waits for the current
     job's record instead of failing. A RUNNING record of another job is refused: it would route.
     """
-    if refusal.field != "JOB_ID":
-        return False
-    status = ServiceStatus.from_json(text)
     return status.job_id is not None and status.job_status is not JobState.RUNNING
 
 

@@ -48,9 +48,9 @@ from pw_spawner.status import (  # noqa: E402
     app_host,
     check_identity,
     clean_message,
+    is_an_earlier_jobs_last_word,
     listener_uids,
     same_job,
-    service_is_an_earlier_jobs,
 )
 
 
@@ -73,9 +73,10 @@ def test_an_ended_earlier_jobs_record_is_only_waited_out():
     earlier = json.dumps({"JOB_STATUS": "CANCELLED", "JOB_ID": "3"})
     running = json.dumps({"JOB_STATUS": "RUNNING", "PORT": 9000, "JOB_ID": "3"})
     for text, waited in ((earlier, True), (running, False)):
-        with pytest.raises(ServiceStatusError) as caught:
-            check_identity(ServiceStatus.from_json(text), "4")
-        assert service_is_an_earlier_jobs(text, caught.value) is waited
+        record = ServiceStatus.from_json(text)
+        with pytest.raises(ServiceStatusError, match="JOB_ID is 3"):
+            check_identity(record, "4")
+        assert is_an_earlier_jobs_last_word(record) is waited
 
 
 def test_the_hub_picks_the_host():

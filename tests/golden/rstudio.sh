@@ -46,10 +46,9 @@ Standard library only (a node needs python3, not pw_spawner). Subcommands:
 - ``status STATE [MESSAGE]``: write service.json whole (a real JSON encoder, mode 0600, renamed into
   place) from PW_JOB_DIR, PW_URL, PW_PORT, PW_SLUG, PW_HOST and PW_JOB_ID.
 - ``port HOST``: a port free on HOST now (a candidate: only ``owns`` says whose it became).
-- ``owns PID PORT``: whether a socket listening on PORT belongs to PID or one of its descendants.
-  Exit 0 yes, 1 nothing listens yet, 3 someone else listens there (another user took the port).
-- ``listen-wait PID PORT SECONDS``: ``owns`` every 20 ms until it is 0 or 3; exit 4 when PID ended
-  first, 5 when SECONDS passed (one process for the whole wait, not one a check).
+- ``listen-wait PID PORT SECONDS``: until a socket listening on PORT belongs to PID or one of its
+  descendants (exit 0), checked every 20 ms in this one process; exit 3 when someone else listens
+  there (another user took the port), 4 when PID ended first, 5 when SECONDS passed.
 - ``secret``: a random token for an app's private wiring.
 """
 
@@ -192,8 +191,6 @@ def main(args):
             sock.bind((args[1] if len(args) > 1 else "", 0))
             print(sock.getsockname()[1])
         return 0
-    if command == "owns":
-        return owns(int(args[1]), int(args[2]))
     if command == "listen-wait":
         return listen_wait(int(args[1]), int(args[2]), float(args[3]))
     if command == "secret":
