@@ -43,6 +43,7 @@ from .remote.executor import Executor, ExecutorError, LocalExecutor, UntrustedFi
 from .remote.ssh import SSHExecutor, connection
 from .remote.tunnel import TunnelError
 from .remote.tunnel_client import InlineTunnels, TunnelProcessClient, Tunnels
+from .remote.wakeup import Wakeup
 from .resources import Resource, ResourceError, build_resources
 from .schedulers import JobRef, Scheduler, SchedulerError, SubmitError, get_scheduler
 from .schedulers.cache import StatusCache
@@ -508,8 +509,10 @@ class PWSpawner(Spawner):
                 executor = self.make_executor()
                 key = ("hub", self.scheduler_kind, tuple(getattr(executor, "prefix", ())))
         interval = self.status_refresh_interval or float(self.poll_interval)
+        # A query that runs in the hub's own process costs no command: nothing to gather it for.
+        window = 0.0 if executor.in_hub_process else self.batch_window
         return StatusCache.shared(key, lambda: StatusCache(
-            scheduler, executor, refresh_interval=interval, window=self.batch_window))
+            scheduler, executor, refresh_interval=interval, window=window))
 
     def tunnels(self) -> Tunnels:
         if self.tunnel_mode == "inline":
@@ -791,7 +794,7 @@ class PWSpawner(Spawner):
         self._emit(10, f"Submitting a job for {summary}")
         # A service.json of an earlier job must not be read as this one's (its JOB_ID is checked too).
         try:
-            await executor.run(["rm", "-f", "--", f"{job_dir}/service.json"])
+            await executor.remove_file(f"{job_dir}/service.json")
         except ExecutorError as exc:
             raise spawn_error(f"The cluster could not be reached: {exc}", reason="scheduler") from None
         task = asyncio.ensure_future(scheduler.submit(executor, script, name=self.job_name, job_dir=job_dir))
@@ -852,21 +855,30 @@ class PWSpawner(Spawner):
         except InvalidServiceRecord as exc:
             raise self._refused_record(exc) from None
 
-    def _follow_delays(self, cheap_reads: bool) -> Iterator[float]:
+    def _follow_delays(self) -> Iterator[float]:
         """Pauses of the follow loop: short at first (an app may be up within a second), growing to
-        ``status_interval``; where reading service.json costs no command, short all along."""
+        ``status_interval``. Where the job wakes the loop when it writes service.json (see
+        :mod:`.remote.wakeup`), the pauses only cover a job that ended without a word."""
         delay = 0.05
         while True:
             yield delay
-            if not cheap_reads:
-                delay = min(delay * 1.5, self.status_interval)
+            delay = min(delay * 1.5, self.status_interval)
 
     async def _follow_until_ready(self, scheduler: Scheduler) -> str:
         assert self.job is not None
         executor = self.make_executor()
+        # On the hub host as the job's own account, the job wakes this loop when service.json changes.
+        wakeup = await Wakeup.open(self.job.job_dir) if executor.in_hub_process else None
+        try:
+            return await self._follow(executor, wakeup)
+        finally:
+            if wakeup is not None:
+                wakeup.close()
+
+    async def _follow(self, executor: Executor, wakeup: Wakeup | None) -> str:
         cache = await self.status_cache()
         seen_running = False
-        for delay in self._follow_delays(executor.cheap_reads):
+        for delay in self._follow_delays():
             self._still_wanted()
             job = self.job
             assert job is not None
@@ -904,7 +916,10 @@ class PWSpawner(Spawner):
                     # While STARTING, the job's note says what it is doing ("starting JupyterLab").
                     note = service.error_message.strip()
                     self._emit(70, note[:1].upper() + note[1:] if note else "Waiting for the app to start")
-            await asyncio.sleep(delay)
+            if wakeup is not None and seen_running:
+                await wakeup.wait(delay)
+            else:
+                await asyncio.sleep(delay)
         raise AssertionError("the follow loop ends only by returning or raising")
 
     def _still_wanted(self) -> None:

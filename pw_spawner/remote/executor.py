@@ -117,9 +117,20 @@ class Executor(abc.ABC):
         """The account commands run as (whose jobs a leftover search may cancel)."""
 
     @property
-    def cheap_reads(self) -> bool:
-        """Whether :meth:`read_file` costs no command (a follow loop may then read often)."""
+    def in_hub_process(self) -> bool:
+        """Whether commands would run as the hub's own account on the hub host.
+
+        Work that a standard-library helper would do there (reading a job's file, the local
+        runner's status) may then run in a thread of the hub instead, costing no command: a follow
+        loop may read often, and a poll costs no process start.
+        """
         return False
+
+    async def remove_file(self, path: str) -> None:
+        """Remove ``path`` if it exists (``rm -f``); ExecutorError when that fails."""
+        result = await self.run(["rm", "-f", "--", path])
+        if not result.ok:
+            raise ExecutorError(f"cannot remove {path}: {result.message()}")
 
     async def read_file(self, path: str, *, max_bytes: int = MAX_FILE,
                         timeout: float = 15) -> str | None:
@@ -208,6 +219,11 @@ async def _end_group(transport: asyncio.SubprocessTransport, capture: _Capture) 
         await asyncio.wait({capture.exited}, timeout=KILL_WAIT)
 
 
+def _remove_if_there(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     # Gone already, or only processes of another account left (sudo relayed SIGTERM to those).
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -282,15 +298,23 @@ class LocalExecutor(Executor):
                              capture.output[2].decode(errors="replace"))
 
     @property
-    def cheap_reads(self) -> bool:
+    def in_hub_process(self) -> bool:
         # Without a prefix the hub is the job's account: it opens the job's files itself, with the
         # same checks and the same permissions as the reader would have.
         return not self.prefix
 
+    async def remove_file(self, path: str) -> None:
+        if not self.in_hub_process:
+            return await super().remove_file(path)
+        try:
+            await asyncio.to_thread(_remove_if_there, path)
+        except OSError as exc:
+            raise ExecutorError(f"cannot remove {path}: {exc.strerror}") from None
+
     async def read_file(self, path: str, *, max_bytes: int = MAX_FILE,
                         timeout: float = 15) -> str | None:
         """As :meth:`Executor.read_file`; in the hub's process (a thread) where it may open the file."""
-        if not self.cheap_reads:
+        if not self.in_hub_process:
             return await super().read_file(path, max_bytes=max_bytes, timeout=timeout)
         try:
             data = await asyncio.wait_for(

@@ -7,6 +7,7 @@ same runner on a cluster's login node.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Sequence
@@ -33,16 +34,16 @@ class LocalScheduler(Scheduler):
     def __init__(self, python: str = sys.executable):
         # -I: the runner must not import a "pw_spawner" planted in the hub's working directory
         # (it runs as every user who spawns).
-        # By its path: the runner is standard library only, and importing the package would cost
-        # every call (a spawn, a status refresh) tenths of a second.
-        self.runner: tuple[str, ...] = (python, "-I", str(Path(local_runner.__file__)))
+        # By its path, and -S (no site-packages): the runner is standard library only, and
+        # importing the package would cost every call (a spawn, a status refresh) tenths of a second.
+        self.runner: tuple[str, ...] = (python, "-I", "-S", str(Path(local_runner.__file__)))
 
     @classmethod
     def on_login_node(cls, python: str = "python3") -> LocalScheduler:
         """The ``controller`` target: the runner's source travels with each command, so a login
         node needs only a python3, not pw_spawner (the source is code, no secret, in argv)."""
         scheduler = cls(python)
-        scheduler.runner = (python, "-I", "-c", Path(local_runner.__file__).read_text())
+        scheduler.runner = (python, "-I", "-S", "-c", Path(local_runner.__file__).read_text())
         return scheduler
 
     async def submit(self, executor: Executor, script: str, *, name: str, job_dir: str) -> str:
@@ -67,6 +68,14 @@ class LocalScheduler(Scheduler):
 
     async def _records(self, executor: Executor, jobs: Sequence[JobRef]) -> list[dict] | str:
         """The runner's record of every job (one call), or why there are none."""
+        if executor.in_hub_process:
+            # The runner would run as the hub's own account on this host: its (standard-library)
+            # status function runs in a thread instead, with no process start.
+            try:
+                return await asyncio.to_thread(
+                    lambda: [local_runner.job_status(job.job_dir) for job in jobs])
+            except OSError as exc:
+                return f"cannot read the job directories: {exc}"
         try:
             result = await executor.run([*self.runner, "status", *(job.job_dir for job in jobs)])
         except ExecutorError as exc:
@@ -90,6 +99,12 @@ class LocalScheduler(Scheduler):
         return {job.job_id: self._info(job, record) for job, record in zip(jobs, records, strict=True)}
 
     async def cancel(self, executor: Executor, job: JobRef) -> None:
+        if executor.in_hub_process:
+            try:
+                await asyncio.to_thread(local_runner.cancel, job.job_dir)
+            except OSError as exc:
+                raise SchedulerError(f"could not stop the job: {exc}") from None
+            return
         try:
             result = await executor.run([*self.runner, "cancel", job.job_dir], timeout=30)
         except ExecutorError as exc:

@@ -23,36 +23,43 @@ PW_LOG="$PW_JOB_DIR/job.out"
 export PW_JOB_DIR PW_JOB_ID PW_URL PW_SLUG PW_HOST PW_PORT
 
 # The job's helper (service.json, ports, the job directory's checks): python3, standard library only.
-# The interpreter itself, found once: python3 on PATH may be a wrapper (pyenv, modules) that costs a
-# tenth of a second at every call.
-PW_PYTHON="$(python3 -I -S -c 'import sys; print(sys.executable)' 2>/dev/null)"
+# The interpreter: the local runner's own where it started this job (it runs as this account on
+# this host), else python3 found once: python3 on PATH may be a wrapper (pyenv, modules) that costs
+# a tenth of a second at every call.
+PW_PYTHON="${PW_RUNNER_PYTHON:-}"
+unset PW_RUNNER_PYTHON
+[ -x "$PW_PYTHON" ] || PW_PYTHON="$(python3 -I -S -c 'import sys; print(sys.executable)' 2>/dev/null)"
 [ -x "$PW_PYTHON" ] || { echo "pw_spawner: python3 is needed on this node" >&2; exit 1; }
-PW_HELPER="$(cat <<'PW_HELPER_PY'
+IFS= read -r -d '' PW_HELPER <<'PW_HELPER_PY'
 """The job's own helper, run by the job script on its node with ``python3 -I -S -c``.
 
-Standard library only (a node needs python3, not pw_spawner). Subcommands:
+Standard library only (a node needs python3, not pw_spawner). Each call is a process start, so a
+call does all of one step, and modules are imported where they are used (an import of ``json``
+costs a few milliseconds, a start of the interpreter about eight). Subcommands:
 
-- ``checkdir DIR``: refuse a job directory that is a symbolic link, not this account's, or open to
-  others (another user under a shared root could plant files there).
+- ``begin DIR [MESSAGE]``: refuse a job directory that is a symbolic link, not this account's, or
+  open to others (another user under a shared root could plant files there); then, with MESSAGE,
+  write STARTING with it.
 - ``status STATE [MESSAGE]``: write service.json whole (a real JSON encoder, mode 0600, renamed into
-  place) from PW_JOB_DIR, PW_URL, PW_PORT, PW_SLUG, PW_HOST and PW_JOB_ID.
-- ``port HOST``: a port free on HOST now (a candidate: only ``owns`` says whose it became).
+  place) from PW_JOB_DIR, PW_URL, PW_PORT, PW_SLUG, PW_HOST and PW_JOB_ID; then a byte to the
+  hub's wake-up pipe ``wake`` in the job directory, where there is one.
+- ``port HOST [MESSAGE]``: print a port free on HOST now (a candidate: ``ready`` says whose it
+  became); with MESSAGE, also write STARTING with MESSAGE and that port.
 - ``listen-wait PID PORT SECONDS``: until a socket listening on PORT belongs to PID or one of its
-  descendants (exit 0), checked every 20 ms in this one process; exit 3 when someone else listens
-  there (another user took the port), 4 when PID ended first, 5 when SECONDS passed.
+  descendants (exit 0), checked every 5 ms for a second, then every 20 ms, in this one process;
+  exit 3 when someone else listens there (another user took the port), 4 when PID ended first, 5
+  when SECONDS passed.
+- ``ready PID PORT SECONDS``: ``listen-wait``, then RUNNING written when it succeeded.
 - ``secret``: a random token for an app's private wiring.
 """
 
-import json
 import os
-import secrets
-import socket
-import stat
 import sys
-import time
 
 
 def checkdir(path):
+    import stat
+
     try:
         info = os.lstat(path)
     except OSError as exc:
@@ -68,10 +75,13 @@ def checkdir(path):
     return None
 
 
-def status(state, message=""):
+def status(state, message="", port=None):
+    import json
+
     env = os.environ
+    if port is None:
+        port = env.get("PW_PORT", "")
     directory = env["PW_JOB_DIR"]
-    port = env.get("PW_PORT", "")
     record = {
         "JOB_STATUS": state,
         "URL": env.get("PW_URL", "/me"),
@@ -87,6 +97,18 @@ def status(state, message=""):
         json.dump(record, handle)
         handle.write("\n")
     os.replace(tmp, os.path.join(directory, "service.json"))
+    # Where the hub follows this start from the same host, it holds a named pipe here: a byte
+    # wakes it to read service.json now (elsewhere there is none, and nothing happens).
+    try:
+        wake = os.open(os.path.join(directory, "wake"), os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        os.write(wake, b"\n")
+    except OSError:
+        pass
+    finally:
+        os.close(wake)
 
 
 def listening_inodes(port):
@@ -154,6 +176,8 @@ def ended(pid):
 
 
 def listen_wait(pid, port, seconds):
+    import time
+
     deadline = time.monotonic() + seconds
     while True:
         found = owns(pid, port)
@@ -163,29 +187,47 @@ def listen_wait(pid, port, seconds):
             return 4
         if time.monotonic() > deadline:
             return 5
-        time.sleep(0.02)
+        # Often at first (a quick app listens within tenths of a second; a check costs a read of
+        # /proc/net/tcp until something listens), then every 20 ms.
+        time.sleep(0.005 if time.monotonic() < deadline - seconds + 1 else 0.02)
+
+
+def free_port(host):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 def main(args):
     command = args[0] if args else ""
-    if command == "checkdir":
+    if command == "begin":
         problem = checkdir(args[1])
         if problem:
             print(problem, file=sys.stderr)
             return 1
+        if len(args) > 2:
+            status("STARTING", args[2])
         return 0
     if command == "status":
         status(args[1], args[2] if len(args) > 2 else "")
         return 0
     if command == "port":
-        with socket.socket() as sock:
-            sock.bind((args[1] if len(args) > 1 else "", 0))
-            print(sock.getsockname()[1])
+        port = free_port(args[1] if len(args) > 1 else "")
+        if len(args) > 2:
+            status("STARTING", args[2], port=str(port))
+        print(port)
         return 0
-    if command == "listen-wait":
-        return listen_wait(int(args[1]), int(args[2]), float(args[3]))
+    if command in ("listen-wait", "ready"):
+        if command == "ready":
+            import json  # noqa: F401  (now, while the app boots, not after it listens)
+        found = listen_wait(int(args[1]), int(args[2]), float(args[3]))
+        if found == 0 and command == "ready":
+            status("RUNNING", "", port=args[2])
+        return found
     if command == "secret":
-        print(secrets.token_hex(24))
+        print(os.urandom(24).hex())
         return 0
     print(f"job helper: unknown command {command!r}", file=sys.stderr)
     return 2
@@ -193,12 +235,11 @@ def main(args):
 
 sys.exit(main(sys.argv[1:]))
 PW_HELPER_PY
-)"
 pw_helper() { "$PW_PYTHON" -I -S -c "$PW_HELPER" "$@"; }
 # The job directory must be this account's own, 0700: under a shared root another user could
 # otherwise plant the files this job runs (the proxy's configuration) or reads.
-mkdir -p -m 0700 "$PW_JOB_DIR" 2>/dev/null
-PW_DIR_PROBLEM="$(pw_helper checkdir "$PW_JOB_DIR" 2>&1)" || {
+[ -d "$PW_JOB_DIR" ] || mkdir -p -m 0700 "$PW_JOB_DIR" 2>/dev/null
+PW_DIR_PROBLEM="$(pw_helper begin "$PW_JOB_DIR" "setting up the environment" 2>&1)" || {
     echo "pw_spawner: refusing to run: $PW_DIR_PROBLEM" >&2
     exit 1
 }
@@ -214,7 +255,6 @@ pw_fail() {
     pw_status FAILED "$1"
     exit 1
 }
-pw_status STARTING "setting up the environment"
 
 # ---- environment: conda (base)
 source /opt/conda/bin/activate base || pw_fail "environment activation failed"
@@ -228,20 +268,20 @@ export JUPYTERHUB_USER=alice
 export JUPYTERHUB_SERVICE_PREFIX=/user/alice/
 
 # ---- app: jupyter
-PW_PORT="$(pw_helper port "$PW_BIND_IP")" || pw_fail "no free port on this node"
-export JUPYTERHUB_SERVICE_URL="http://${PW_BIND_IP}:${PW_PORT}${JUPYTERHUB_SERVICE_PREFIX:-/}"
 command -v jupyterhub-singleuser >/dev/null \
     || pw_fail 'jupyterhub-singleuser was not found in this environment'
-pw_status STARTING "starting JupyterLab"
+PW_PORT="$(pw_helper port "$PW_BIND_IP" 'starting JupyterLab')" || pw_fail "no free port on this node"
+export JUPYTERHUB_SERVICE_URL="http://${PW_BIND_IP}:${PW_PORT}${JUPYTERHUB_SERVICE_PREFIX:-/}"
 
 jupyterhub-singleuser --SingleUserNotebookApp.default_url=/lab --ip="$PW_BIND_IP" --port="$PW_PORT" &
 PW_APP_PID=$!
 # Cancelling the job (scancel, qdel, stop) signals this shell: pass it on to the app.
 trap 'kill -TERM "$PW_APP_PID" 2>/dev/null; wait "$PW_APP_PID"; pw_status CANCELLED "stopped"; exit 0' TERM INT HUP
 
-# RUNNING only once the app's own process listens on the port: the port was free when picked, and
-# another user on the node may have taken it since; the hub must never be sent to that listener.
-pw_helper listen-wait "$PW_APP_PID" "$PW_PORT" 300
+# RUNNING (written by the helper) only once the app's own process listens on the port: the port was
+# free when picked, and another user on the node may have taken it since; the hub must never be
+# sent to that listener.
+pw_helper ready "$PW_APP_PID" "$PW_PORT" 300
 case $? in
     0) ;;
     3) kill -TERM "$PW_APP_PID" 2>/dev/null
@@ -251,7 +291,6 @@ case $? in
     *) kill -TERM "$PW_APP_PID" 2>/dev/null
        pw_fail "JupyterLab did not listen on port $PW_PORT within 300 s" ;;
 esac
-pw_status RUNNING ""
 
 wait "$PW_APP_PID"
 PW_RC=$?
