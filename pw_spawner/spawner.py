@@ -186,6 +186,18 @@ class PWSpawner(Spawner):
         config=True,
         help="How long stop() waits for the scheduler to report the job ended after cancelling it.",
     )
+    job_niceness = Integer(
+        10,
+        min=0,
+        max=19,
+        config=True,
+        help="""How much lower than the hub's the CPU priority of jobs is where they share a host
+        with others: the hub's host (``local``) or a login node (``controller``); batch jobs are
+        left alone. The hub and its proxy then stay responsive while users' apps boot or compute
+        (an idle machine runs a niced app at full speed). On Linux the job's session's scheduling
+        group (autogroup) is lowered as well, without which a process's niceness counts only
+        among its own session's processes. 0 runs jobs at the hub's priority.""",
+    )
     batch_window = Float(
         0.05,
         config=True,
@@ -490,7 +502,7 @@ class PWSpawner(Spawner):
         return self.resource.scheduler if self.resource is not None else self.scheduler
 
     def make_scheduler(self) -> Scheduler:
-        return get_scheduler(self.scheduler_kind)
+        return get_scheduler(self.scheduler_kind, job_niceness=self.job_niceness)
 
     async def status_cache(self) -> StatusCache:
         """The cache that answers for this server's job: one per cluster and query account."""

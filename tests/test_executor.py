@@ -183,7 +183,7 @@ async def test_a_hub_that_is_not_root_ends_a_command_behind_sudo(job_user, hub_u
     package = shared / "remote"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    for module in ("executor.py", "file_reader.py"):
+    for module in ("executor.py", "file_reader.py", "local_process.py"):
         shutil.copyfile(Path(executor_module.__file__).with_name(module), package / module)
     for path in package.iterdir():
         path.chmod(0o644)

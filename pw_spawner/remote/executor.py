@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import file_reader
+from .local_process import LocalProcess
 
 __all__ = [
     "MAX_OUTPUT",
@@ -151,7 +152,7 @@ class Executor(abc.ABC):
         raise ExecutorError(f"cannot read {path}: {result.message()}")
 
 
-class _Capture(asyncio.SubprocessProtocol):
+class _Capture:
     """A command's stdout and stderr, each kept up to a cap, and when the command is done.
 
     Data beyond the cap is never stored: the first chunk that would pass it marks the stream as
@@ -198,36 +199,31 @@ class _Capture(asyncio.SubprocessProtocol):
 _ENDING: set[asyncio.Future[None]] = set()
 
 
-async def _end_group(transport: asyncio.SubprocessTransport, capture: _Capture) -> None:
+async def _end_group(process: LocalProcess, capture: _Capture) -> None:
     """Stop a command and everything it started in its session: SIGTERM, a grace, SIGKILL.
 
-    The command leads a process group of its own (start_new_session), so killpg reaches what it
-    forked too, e.g. a background child that holds its stdout. The pipes are closed at the end
-    so that nothing still holding them (a process that left the group, a command sudo runs as an
-    account the hub cannot signal) can keep the caller waiting.
+    The command leads a process group of its own (a session), so killpg reaches what it forked
+    too, e.g. a background child that holds its stdout. The pipes are closed at the end so that
+    nothing still holding them (a process that left the group, a command sudo runs as an account
+    the hub cannot signal) can keep the caller waiting.
     """
-    pid = transport.get_pid()
     try:
         if not capture.exited.done():
-            _signal_group(pid, signal.SIGTERM)
+            process.signal_group(signal.SIGTERM)
             await asyncio.wait({capture.exited}, timeout=TERM_GRACE)
         # Even when the leader is gone, what it forked may still be in the group.
-        _signal_group(pid, signal.SIGKILL)
+        process.signal_group(signal.SIGKILL)
     finally:
-        transport.close()
+        process.close()
     if not capture.exited.done():
         await asyncio.wait({capture.exited}, timeout=KILL_WAIT)
 
 
 def _remove_if_there(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    # As rm -f: a path that cannot exist (a component is not a directory) is simply not there.
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         os.unlink(path)
 
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    # Gone already, or only processes of another account left (sudo relayed SIGTERM to those).
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 class LocalExecutor(Executor):
@@ -255,26 +251,13 @@ class LocalExecutor(Executor):
         loop = asyncio.get_running_loop()
         capture = _Capture(loop, max_output)
         try:
-            # A protocol of our own rather than communicate(): output is counted as it arrives
-            # and never kept past the cap, and the end of the command is known without waiting
-            # for pipes that something else may hold open.
-            transport, _ = await loop.subprocess_exec(
-                lambda: capture, *full,
-                stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                env=self._env(), start_new_session=True,
-            )
+            # Output is counted as it arrives and never kept past the cap, and the end of the
+            # command is known without waiting for pipes that something else may hold open.
+            process = await LocalProcess.start(full, capture, env=self._env(),
+                                               input=input.encode() if input is not None else None)
         except OSError as exc:
             raise ExecutorError(f"cannot run {shown}: {exc.strerror}") from exc
         try:
-            if input is not None:
-                stdin = transport.get_pipe_transport(0)
-                if stdin is not None:
-                    # Buffered by the transport and fed as the command reads; close() sends EOF
-                    # after the last byte. A command that exits without reading is no error.
-                    if input:
-                        stdin.write(input.encode())
-                    stdin.close()
             # asyncio.wait, not wait_for: the future must stay uncancelled for _end_group.
             await asyncio.wait({capture.finished}, timeout=timeout)
             if not capture.finished.done():
@@ -286,15 +269,14 @@ class LocalExecutor(Executor):
             # Timed out, too much output, or cancelled: end the command before giving up on it.
             # The cleanup runs as a task of its own, so that a second cancellation of this call
             # cannot cut it short.
-            ending = asyncio.ensure_future(_end_group(transport, capture))
+            ending = asyncio.ensure_future(_end_group(process, capture))
             _ENDING.add(ending)
             ending.add_done_callback(_ENDING.discard)
             await asyncio.shield(ending)
             raise
         finally:
-            transport.close()
-        returncode = transport.get_returncode()
-        return CommandResult(tuple(full), returncode or 0, capture.output[1].decode(errors="replace"),
+            process.close()
+        return CommandResult(tuple(full), process.returncode or 0, capture.output[1].decode(errors="replace"),
                              capture.output[2].decode(errors="replace"))
 
     @property

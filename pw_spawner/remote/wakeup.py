@@ -1,10 +1,10 @@
 """A wake-up line from a job on the hub host to the spawner that follows its start.
 
 Where the hub is the job's own account on the same host (the local target without a prefix), the
-spawner makes a named pipe, ``wake``, in the job directory before it submits, and holds it open
-while it follows the start; the job's helper writes a byte to it each time it has replaced
-service.json. The follow loop then reads service.json the moment it changed, instead of at its next
-pause, and can pause longer in between.
+spawner makes a named pipe, ``wake``, in the job directory when it begins to follow a start (its
+first look at service.json comes after that), and holds it open until the start ends; the job's
+helper writes a byte to it each time it has replaced service.json. The follow loop then reads
+service.json the moment it changed, instead of at its next pause, and can pause longer in between.
 
 What comes through the pipe is never used as data: a byte only says "look again", and the bytes are
 drained and dropped. A job that writes there without end wakes the follow loop no more often than

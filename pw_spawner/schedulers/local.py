@@ -31,7 +31,9 @@ _STATES = {
 class LocalScheduler(Scheduler):
     kind = "local"
 
-    def __init__(self, python: str = sys.executable):
+    def __init__(self, python: str = sys.executable, *, niceness: int = 0):
+        #: How much lower than the hub's the jobs' CPU priority is (they share the host with it).
+        self.niceness = niceness
         # -I: the runner must not import a "pw_spawner" planted in the hub's working directory
         # (it runs as every user who spawns).
         # By its path, and -S (no site-packages): the runner is standard library only, and
@@ -39,16 +41,16 @@ class LocalScheduler(Scheduler):
         self.runner: tuple[str, ...] = (python, "-I", "-S", str(Path(local_runner.__file__)))
 
     @classmethod
-    def on_login_node(cls, python: str = "python3") -> LocalScheduler:
+    def on_login_node(cls, python: str = "python3", *, niceness: int = 0) -> LocalScheduler:
         """The ``controller`` target: the runner's source travels with each command, so a login
         node needs only a python3, not pw_spawner (the source is code, no secret, in argv)."""
-        scheduler = cls(python)
+        scheduler = cls(python, niceness=niceness)
         scheduler.runner = (python, "-I", "-S", "-c", Path(local_runner.__file__).read_text())
         return scheduler
 
     async def submit(self, executor: Executor, script: str, *, name: str, job_dir: str) -> str:
         try:
-            result = await executor.run([*self.runner, "submit", job_dir], input=script)
+            result = await executor.run([*self.runner, "submit", job_dir, str(self.niceness)], input=script)
         except ExecutorError as exc:
             raise SubmitError(str(exc)) from exc
         job_id = result.stdout.strip()

@@ -1,11 +1,12 @@
 """The ``local`` target's job runner: runs a job script as a detached process group on this host.
 
 Invoked (through the executor, so ``sudo -u`` applies) as
-``python -I -S .../local_runner.py submit|cancel JOB_DIR`` or ``status JOB_DIR...`` (one line of
-JSON a directory: one call answers for every job). It uses only the standard library and keeps
-everything it knows in the job directory, so a restarted hub can ask about a job it started
-before. The job id is the process group's id. Where the hub itself is the job's account, it calls
-:func:`job_status` and :func:`cancel` in its own process instead of running this file.
+``python -I -S .../local_runner.py submit JOB_DIR [NICENESS]``, ``cancel JOB_DIR`` or
+``status JOB_DIR...`` (one line of JSON a directory: one call answers for every job). It uses only
+the standard library and keeps everything it knows in the job directory, so a restarted hub can
+ask about a job it started before. The job id is the process group's id. Where the hub itself is
+the job's account, it calls :func:`job_status` and :func:`cancel` in its own process instead of
+running this file.
 
 A run of this file is on the path of every spawn: it imports only what ``python -S`` has already
 loaded (``os``, ``sys``, ``stat``), ``json`` where it prints, and starts the job with
@@ -21,8 +22,12 @@ import sys
 import time
 
 # The wrapper records the script's exit status; it is the process-group leader, so one killpg
-# reaches the script and everything it started.
-_WRAPPER = ('export PW_LOCAL_JOB_ID=$$; bash "$1"; rc=$?; '
+# reaches the script and everything it started. With a niceness ($3), it lowers its session's
+# scheduling group too: where Linux groups processes by session (autogroups, the default), a
+# process's own niceness counts only within its group, and every job is a session of its own, so
+# a hundred busy jobs would each weigh as much as the hub.
+_WRAPPER = ('[ "$3" -gt 0 ] 2>/dev/null && echo "$3" > /proc/self/autogroup 2>/dev/null; '
+            'export PW_LOCAL_JOB_ID=$$; bash "$1"; rc=$?; '
             'echo "$rc" > "$2.tmp" && mv -f "$2.tmp" "$2"; exit "$rc"')
 
 
@@ -57,7 +62,8 @@ def _unlink(path: str) -> None:
         pass
 
 
-def submit(job_dir: str) -> int:
+def submit(job_dir: str, niceness: int = 0) -> int:
+    """Start the script on stdin in ``job_dir`` (detached), ``niceness`` below this process's priority."""
     script = sys.stdin.read()
     try:
         os.makedirs(job_dir, mode=0o700, exist_ok=True)
@@ -99,8 +105,11 @@ def submit(job_dir: str) -> int:
                 pass  # the directory's own descriptor, closed since
     # A session of its own (it outlives this runner and the hub); stdin from /dev/null, output to
     # job.out.
+    if niceness > 0:
+        os.nice(niceness)  # inherited by the job (this runner exits at once)
     pid = os.posix_spawn(
-        "/bin/bash", ["/bin/bash", "-c", _WRAPPER, "pw-job", path, os.path.join(job_dir, "exitcode")], env,
+        "/bin/bash",
+        ["/bin/bash", "-c", _WRAPPER, "pw-job", path, os.path.join(job_dir, "exitcode"), str(niceness)], env,
         file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                       (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, out, 2)],
         setsid=True,
@@ -192,11 +201,15 @@ def cancel(job_dir: str | os.PathLike[str], grace: float = 5.0) -> int:
     return 0
 
 
+USAGE = "usage: local_runner submit JOB_DIR [NICENESS], cancel JOB_DIR, or status JOB_DIR..."
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    one_dir = args[:1] in (["submit"], ["cancel"]) and len(args) == 2
+    submitting = args[:1] == ["submit"] and len(args) in (2, 3) and (len(args) == 2 or args[2].isdigit())
+    one_dir = submitting or (args[:1] == ["cancel"] and len(args) == 2)
     if not one_dir and not (args[:1] == ["status"] and len(args) >= 2):
-        print("usage: local_runner submit|cancel JOB_DIR, or local_runner status JOB_DIR...", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     if args[0] == "status":
         import json
@@ -205,8 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         for job_dir in args[1:]:
             print(json.dumps(job_status(job_dir)))
         return 0
-    action, job_dir = args[0], args[1]
-    return {"submit": submit, "cancel": cancel}[action](job_dir)
+    if submitting:
+        return submit(args[1], int(args[2]) if len(args) == 3 else 0)
+    return cancel(args[1])
 
 
 if __name__ == "__main__":

@@ -71,7 +71,10 @@ def status(state, message="", port=None):
     except OSError:
         return
     try:
-        os.write(wake, b"\n")
+        import stat
+
+        if stat.S_ISFIFO(os.fstat(wake).st_mode):  # a file of that name is left as it is
+            os.write(wake, b"\n")
     except OSError:
         pass
     finally:

@@ -111,7 +111,10 @@ def status(state, message="", port=None):
     except OSError:
         return
     try:
-        os.write(wake, b"\n")
+        import stat
+
+        if stat.S_ISFIFO(os.fstat(wake).st_mode):  # a file of that name is left as it is
+            os.write(wake, b"\n")
     except OSError:
         pass
     finally:
@@ -275,22 +278,29 @@ export JUPYTERHUB_SERVICE_PREFIX=/user/alice/
 # ---- app: jupyter
 command -v jupyterhub-singleuser >/dev/null \
     || pw_fail 'jupyterhub-singleuser was not found in this environment'
-PW_PORT="$(pw_helper port "$PW_BIND_IP" 'starting JupyterLab')" || pw_fail "no free port on this node"
-export JUPYTERHUB_SERVICE_URL="http://${PW_BIND_IP}:${PW_PORT}${JUPYTERHUB_SERVICE_PREFIX:-/}"
-
-jupyterhub-singleuser --SingleUserNotebookApp.default_url=/lab --ip="$PW_BIND_IP" --port="$PW_PORT" &
-PW_APP_PID=$!
-# Cancelling the job (scancel, qdel, stop) signals this shell: pass it on to the app.
-trap 'kill -TERM "$PW_APP_PID" 2>/dev/null; wait "$PW_APP_PID"; pw_status CANCELLED "stopped"; exit 0' TERM INT HUP
-
 # RUNNING (written by the helper) only once the app's own process listens on the port: the port was
-# free when picked, and another user on the node may have taken it since; the hub must never be
-# sent to that listener.
-pw_helper ready "$PW_APP_PID" "$PW_PORT" 300
-case $? in
+# free when picked, and another process may have taken it since; the hub must never be sent to
+# that listener. Jobs starting at once on one node can be handed the same free port: the one that
+# loses tries another, up to three ports in all.
+PW_TRIES=0
+while :; do
+    PW_PORT="$(pw_helper port "$PW_BIND_IP" 'starting JupyterLab')" || pw_fail "no free port on this node"
+    export JUPYTERHUB_SERVICE_URL="http://${PW_BIND_IP}:${PW_PORT}${JUPYTERHUB_SERVICE_PREFIX:-/}"
+    jupyterhub-singleuser --SingleUserNotebookApp.default_url=/lab --ip="$PW_BIND_IP" --port="$PW_PORT" &
+    PW_APP_PID=$!
+    # Cancelling the job (scancel, qdel, stop) signals this shell: pass it on to the app.
+    trap 'kill -TERM "$PW_APP_PID" 2>/dev/null; wait "$PW_APP_PID"; pw_status CANCELLED "stopped"; exit 0' TERM INT HUP
+    pw_helper ready "$PW_APP_PID" "$PW_PORT" 300
+    PW_READY=$?
+    PW_TRIES=$((PW_TRIES + 1))
+    [ "$PW_READY" -eq 3 ] && [ "$PW_TRIES" -lt 3 ] || break
+    kill -TERM "$PW_APP_PID" 2>/dev/null
+    wait "$PW_APP_PID" 2>/dev/null
+done
+case $PW_READY in
     0) ;;
     3) kill -TERM "$PW_APP_PID" 2>/dev/null
-       pw_fail "port $PW_PORT on $(hostname) was taken by another process before JupyterLab listened on it; please start again" ;;
+       pw_fail "port $PW_PORT on $(hostname) was taken by another process before JupyterLab listened on it ($PW_TRIES ports tried); please start again" ;;
     4) wait "$PW_APP_PID"
        pw_fail "JupyterLab exited with status $? before it listened on port $PW_PORT (its output: $PW_LOG)" ;;
     *) kill -TERM "$PW_APP_PID" 2>/dev/null

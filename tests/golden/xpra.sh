@@ -110,7 +110,10 @@ def status(state, message="", port=None):
     except OSError:
         return
     try:
-        os.write(wake, b"\n")
+        import stat
+
+        if stat.S_ISFIFO(os.fstat(wake).st_mode):  # a file of that name is left as it is
+            os.write(wake, b"\n")
     except OSError:
         pass
     finally:
@@ -355,19 +358,22 @@ pw_wait() {
         sleep 0.2
     done
 }
-# pw_wait_listen WHAT PID PORT [ready]: until PID (or a child of it) listens on PORT (then, with
-# "ready", RUNNING is written). Another process listening there (another user took the port after
-# it was picked) fails the job: nothing may be routed to it.
+# pw_wait_listen WHAT PID PORT: until PID (or a child of it) listens on PORT. Another process
+# listening there (another user took the port after it was picked) fails the job: nothing may be
+# routed to it.
 pw_wait_listen() {
-    local what="$1" pid="$2" port="$3" rc
-    pw_helper "${4:-listen-wait}" "$pid" "$port" 300
+    local rc
+    pw_helper listen-wait "$2" "$3" 300
     rc=$?
-    [ "$rc" -eq 0 ] && return 0
+    [ "$rc" -eq 0 ] || pw_listen_failed "$1" "$2" "$3" "$rc"
+}
+# pw_listen_failed WHAT PID PORT RC: end the session with what a listen-wait's RC means.
+pw_listen_failed() {
     pw_stop_all
-    case $rc in
-        3) pw_fail "port $port on $(hostname) was taken by another process before $what listened on it; please start again" ;;
-        4) wait "$pid"; pw_fail "$what exited with status $? before it was ready (its output: $PW_LOG)" ;;
-        *) pw_fail "$what was not ready within 300 s" ;;
+    case $4 in
+        3) pw_fail "port $3 on $(hostname) was taken by another process before $1 listened on it; please start again" ;;
+        4) wait "$2"; pw_fail "$1 exited with status $? before it was ready (its output: $PW_LOG)" ;;
+        *) pw_fail "$1 was not ready within 300 s" ;;
     esac
 }
 # pw_xauth DISPLAY: the session's X cookie for DISPLAY in $XAUTHORITY. xauth reads it from stdin, so
@@ -409,12 +415,25 @@ pw_status STARTING "starting the authenticating proxy"
 # Its own activity reports are off: they claim "active now" at every interval, used or not (and
 # need a server name), which would keep idle servers from being culled. The hub learns of real use
 # from its proxy's traffic instead.
-"${PW_PROXY[@]}" --config="$PW_APP_DIR/proxy_config.py" --address="$PW_BIND_IP" --port="$PW_PORT" \
-    --activity-interval=0 "${PW_PROXY_ARGS[@]}" \
-    -- tail --pid="$$" -f /dev/null &
-PW_PROXY_PID=$!
-PW_PIDS+=("$PW_PROXY_PID")
-pw_wait_listen jupyter-standaloneproxy "$PW_PROXY_PID" "$PW_PORT" ready
+# RUNNING (written by the helper) once the proxy itself listens. Jobs starting at once on one node
+# can be handed the same free port: the one that loses tries another, up to three ports in all.
+PW_TRIES=0
+while :; do
+    "${PW_PROXY[@]}" --config="$PW_APP_DIR/proxy_config.py" --address="$PW_BIND_IP" --port="$PW_PORT" \
+        --activity-interval=0 "${PW_PROXY_ARGS[@]}" \
+        -- tail --pid="$$" -f /dev/null &
+    PW_PROXY_PID=$!
+    PW_PIDS+=("$PW_PROXY_PID")
+    pw_helper ready "$PW_PROXY_PID" "$PW_PORT" 300
+    PW_READY=$?
+    PW_TRIES=$((PW_TRIES + 1))
+    [ "$PW_READY" -eq 3 ] && [ "$PW_TRIES" -lt 3 ] || break
+    kill -TERM "$PW_PROXY_PID" 2>/dev/null
+    wait "$PW_PROXY_PID" 2>/dev/null
+    PW_PORT="$(pw_helper port "$PW_BIND_IP")" || pw_fail "no free port on this node"
+    export JUPYTERHUB_SERVICE_URL="http://${PW_BIND_IP}:${PW_PORT}${JUPYTERHUB_SERVICE_PREFIX:-/}"
+done
+[ "$PW_READY" -eq 0 ] || pw_listen_failed jupyter-standaloneproxy "$PW_PROXY_PID" "$PW_PORT" "$PW_READY"
 
 # The session lasts while the app, the proxy and every supervised helper do (helpers such as a
 # terminal may come and go).
