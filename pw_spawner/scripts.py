@@ -204,4 +204,7 @@ def render_script(request: ScriptRequest, template_dirs: Sequence[str | Path] = 
         hub_env=dict(request.hub_env),
         start_timeout=int(request.start_timeout),
         setup_lines=list(request.setup_lines),
+        # The local runner has just checked (and made 0700) the job directory, as the job's
+        # account on this host: the job need not start its helper to check it again.
+        runner_checked_dir=request.scheduler in ("local", "controller"),
     )
