@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -82,7 +83,7 @@ class LocalProcess:
     async def _follow(self, input: bytes | None) -> None:
         loop = asyncio.get_running_loop()
         for fd, pipe in ((1, self.popen.stdout), (2, self.popen.stderr)):
-            transport, _ = await loop.connect_read_pipe(lambda fd=fd: _Pipe(self.sink, fd), pipe)
+            transport, _ = await loop.connect_read_pipe(functools.partial(_Pipe, self.sink, fd), pipe)
             self._transports.append(transport)
         if self.popen.stdin is not None:
             stdin, _ = await loop.connect_write_pipe(asyncio.Protocol, self.popen.stdin)
