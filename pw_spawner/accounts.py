@@ -14,12 +14,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from .schedulers import scheduler_kinds
+
 #: A name that is a POSIX account name on every system we know (no leading digit, '-' or '#').
 ACCOUNT_NAME_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_.-]{0,31}\Z")
 #: What a user or server name may hold to appear in a job name or a path (e-mail style names too).
 SAFE_NAME_RE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,63}\Z")
-#: Targets on the hub host whose jobs run as the account of ``exec_prefix``.
-HUB_HOST_TARGETS = ("local", "controller", "slurm", "pbs", "torque")
 
 SHARED_ACCOUNT_HELP = (
     "set c.PWSpawner.allow_shared_account = True only if every user may read every other user's "
@@ -53,7 +53,7 @@ def shared_account_problems(scheduler: str, exec_prefix: Sequence[str],
     With resources configured every job goes to one of them, so the prefix does not count then.
     """
     problems = []
-    if not resources and scheduler in HUB_HOST_TARGETS and not uses_username(exec_prefix):
+    if not resources and scheduler in scheduler_kinds() and not uses_username(exec_prefix):
         shown = " ".join(exec_prefix) if exec_prefix else "empty"
         problems.append(f"exec_prefix is {shown}: every user's {scheduler} jobs run as the hub's "
                         "own account (use e.g. ['sudo', '-u', '{username}', '--'])")

@@ -22,7 +22,8 @@ from .accounts import refuse_shared_account
 from .apps import PROXIED_APPS, AppLaunch, jupyter_launch, proxied_launch
 from .profiles import OptionsError, Profile, ProfileError, Selection, build_profiles, validate_options
 from .resources import ResourceError, build_resources
-from .scripts import DEFAULT_JOB_NAME_TEMPLATE, ScriptRequest, default_bind_ip, job_name_for, render_script
+from .schedulers import scheduler_class, scheduler_kinds
+from .scripts import DEFAULT_JOB_NAME_TEMPLATE, ScriptRequest, job_name_for, render_script
 
 _SPAWNER_SECTIONS = ("Spawner", "PWSpawner", "PWSlurmSpawner", "PWPBSSpawner")
 #: What the hub would put in the script's hub section; the real token never appears here.
@@ -122,7 +123,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         job_name=job_name,
         job_dir=f"{root}/{job_name}",
         app=_app_launch(selection, settings),
-        bind_ip=settings.get("bind_ip") or default_bind_ip(scheduler),
+        bind_ip=settings.get("bind_ip") or scheduler_class(scheduler).default_bind_ip(),
         hub_env=PLACEHOLDER_HUB_ENV,
         start_timeout=settings.get("job_start_timeout", 300),
         setup_lines=settings.get("setup_lines", []),
@@ -194,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--app", help="the app (jupyter, ...)")
             p.add_argument("--user", default="alice", help="the user name to render for")
             p.add_argument("--group", action="append", default=[], help="a group of the user")
-            p.add_argument("--scheduler", choices=["local", "controller", "slurm", "pbs", "torque"])
+            p.add_argument("--scheduler", choices=scheduler_kinds())
             p.add_argument("--var", action="append", default=[], help="NAME=value, as typed on the form")
             p.add_argument("--logging", action="store_true", help="as if the logging box were ticked")
             p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -376,8 +376,11 @@ def _parse_extra_directives(r: _Reader) -> tuple[tuple[str, str], ...]:
     value = r.data.get("extra_directives")
     if value is None or isinstance(value, list | tuple):
         return tuple(("*", line) for line in r.str_list("extra_directives"))
-    sub = _Reader(value, r.source, r.key("extra_directives"), ("slurm", "pbs", "torque"))
-    return tuple((kind, line) for kind in ("slurm", "pbs", "torque") for line in sub.str_list(kind))
+    from .schedulers import directive_kinds  # here: the scheduler modules import this one
+
+    kinds = directive_kinds()
+    sub = _Reader(value, r.source, r.key("extra_directives"), kinds)
+    return tuple((kind, line) for kind in kinds for line in sub.str_list(kind))
 
 
 def _parse_environment(data: Any, source: str, path: str) -> Environment:

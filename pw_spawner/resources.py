@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 from .profiles import ENV_NAME_RE
 from .remote.ssh import SSHTarget
+from .schedulers import resource_scheduler_kinds
 
-SCHEDULERS = ("slurm", "pbs", "torque", "controller")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}\Z")
 _KEYS = ("name", "display_name", "host", "hosts", "port", "ssh_user", "key_file", "agent_path",
          "known_hosts", "scheduler", "job_dir_root", "profiles", "groups", "env",
@@ -127,8 +127,8 @@ def resource_from_dict(data: Any, index: int) -> Resource:
     if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
         raise error("port", "must be a port number")
     scheduler = text("scheduler", required=True)
-    if scheduler not in SCHEDULERS:
-        raise error("scheduler", f"{scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+    if scheduler not in resource_scheduler_kinds():
+        raise error("scheduler", f"{scheduler!r} is not one of {', '.join(resource_scheduler_kinds())}")
     known_hosts = text("known_hosts", required=True)
     key_file, agent_path = text("key_file"), text("agent_path")
     if key_file is None and agent_path is None:

@@ -20,10 +20,10 @@ from pathlib import Path
 import jinja2
 
 from .apps import AppLaunch
-from .profiles import ENV_NAME_RE, LINE_BREAKING_CHARS, JobSpec, Selection, format_walltime
+from .profiles import ENV_NAME_RE, LINE_BREAKING_CHARS, JobSpec, Selection
+from .schedulers import get_scheduler
 
 _DIRECTIVE_WORD = re.compile(r"\A[A-Za-z0-9_.@+~-]+\Z")
-SCHEDULER_KINDS = ("local", "controller", "slurm", "pbs", "torque")
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
@@ -44,13 +44,6 @@ class ScriptRequest:
     extra_directives: Sequence[str] = ()
     #: Shell lines the admin trusts, run as written before the environment is set up.
     setup_lines: Sequence[str] = ()
-
-
-def default_bind_ip(scheduler: str) -> str:
-    """Where the app listens when the admin sets no ``bind_ip``: loopback where the app runs on
-    the host that reaches it (the hub host, or the login node the tunnel starts from), all
-    addresses on a compute node (the hub or the login node connects from outside)."""
-    return "127.0.0.1" if scheduler in ("local", "controller") else "0.0.0.0"
 
 
 def safe_job_name(text: str, limit: int = 64) -> str:
@@ -98,68 +91,9 @@ def comment_text(value: object) -> str:
     return _LINE_BREAKING.sub(" ", str(value)).strip()
 
 
-def _mem_gb_or_mb(mb: int) -> str:
-    return f"{mb // 1024}gb" if mb % 1024 == 0 else f"{mb}mb"
-
-
-def slurm_directives(job: JobSpec, name: str, output: str) -> list[str]:
-    lines = [f"--job-name={name}", f"--output={output}", "--open-mode=append"]
-    if job.partition:
-        lines.append(f"--partition={job.partition}")
-    lines += [f"--nodes={job.nodes}", "--ntasks=1", f"--cpus-per-task={job.cores}"]
-    if job.memory_mb:
-        lines.append(f"--mem={job.memory_mb}M")
-    lines.append(f"--time={format_walltime(job.walltime_s)}")
-    if job.gpus:
-        lines.append(f"--gres=gpu:{job.gpus}")
-    if job.account:
-        lines.append(f"--account={job.account}")
-    if job.qos:
-        lines.append(f"--qos={job.qos}")
-    return [f"#SBATCH {line}" for line in (*lines, *job.extra_for("slurm"))]
-
-
-def pbs_pro_directives(job: JobSpec, name: str, output: str) -> list[str]:
-    chunk = f"select={job.nodes}:ncpus={job.cores}"
-    if job.memory_mb:
-        chunk += f":mem={_mem_gb_or_mb(job.memory_mb)}"
-    if job.gpus:
-        chunk += f":ngpus={job.gpus}"
-    lines = [f"-N {name}", f"-o {output}", "-j oe", f"-l {chunk}",
-             f"-l walltime={format_walltime(job.walltime_s)}"]
-    if job.partition:
-        lines.append(f"-q {job.partition}")
-    if job.account:
-        lines.append(f"-A {job.account}")
-    return [f"#PBS {line}" for line in (*lines, *job.extra_for("pbs"))]
-
-
-def torque_directives(job: JobSpec, name: str, output: str) -> list[str]:
-    nodes = f"nodes={job.nodes}:ppn={job.cores}"
-    if job.gpus:
-        nodes += f":gpus={job.gpus}"
-    lines = [f"-N {name}", f"-o {output}", "-j oe", f"-l {nodes}",
-             f"-l walltime={format_walltime(job.walltime_s)}"]
-    if job.memory_mb:
-        lines.append(f"-l mem={_mem_gb_or_mb(job.memory_mb)}")
-    if job.partition:
-        lines.append(f"-q {job.partition}")
-    if job.account:
-        lines.append(f"-A {job.account}")
-    return [f"#PBS {line}" for line in (*lines, *job.extra_for("torque"))]
-
-
 def directives(scheduler: str, job: JobSpec, name: str, output: str) -> list[str]:
-    """The directive lines of one scheduler; none for the ``local`` and ``controller`` targets."""
-    if scheduler == "slurm":
-        return slurm_directives(job, name, output)
-    if scheduler == "pbs":
-        return pbs_pro_directives(job, name, output)
-    if scheduler == "torque":
-        return torque_directives(job, name, output)
-    if scheduler in ("local", "controller"):
-        return []
-    raise ValueError(f"unknown scheduler {scheduler!r} (known: {', '.join(SCHEDULER_KINDS)})")
+    """The directive lines of one scheduler kind (its module writes them); none for ``local``."""
+    return get_scheduler(scheduler).directives(job, name, output)
 
 
 def _environment(template_dirs: Sequence[str | Path]) -> jinja2.Environment:
@@ -190,9 +124,10 @@ def render_script(request: ScriptRequest, template_dirs: Sequence[str | Path] = 
         if not ENV_NAME_RE.match(name):
             raise ValueError(f"{name!r} is not an environment variable name")
     output = f"{request.job_dir}/job.out"
-    lines = directives(request.scheduler, request.selection.job, request.job_name, output)
-    prefix = "#SBATCH " if request.scheduler == "slurm" else "#PBS "
-    lines += [prefix + d for d in request.extra_directives] if lines else []
+    scheduler = get_scheduler(request.scheduler)
+    lines = scheduler.directives(request.selection.job, request.job_name, output)
+    if scheduler.directive_prefix:
+        lines += [f"{scheduler.directive_prefix} {line}" for line in request.extra_directives]
     template = _environment(template_dirs).get_template("job.sh.j2")
     return template.render(
         directives=lines,
@@ -206,5 +141,5 @@ def render_script(request: ScriptRequest, template_dirs: Sequence[str | Path] = 
         setup_lines=list(request.setup_lines),
         # The local runner has just checked (and made 0700) the job directory, as the job's
         # account on this host: the job need not start its helper to check it again.
-        runner_checked_dir=request.scheduler in ("local", "controller"),
+        runner_checked_dir=scheduler.submit_checks_job_dir,
     )

@@ -45,10 +45,19 @@ from .remote.tunnel import TunnelError
 from .remote.tunnel_client import InlineTunnels, TunnelProcessClient, Tunnels
 from .remote.wakeup import Wakeup
 from .resources import Resource, ResourceError, build_resources
-from .schedulers import JobRef, Scheduler, SchedulerError, SubmitError, get_scheduler
+from .schedulers import (
+    JobRef,
+    Scheduler,
+    SchedulerError,
+    SubmitError,
+    get_scheduler,
+    scheduler_class,
+    scheduler_help,
+    scheduler_kinds,
+)
 from .schedulers.cache import StatusCache
 from .schedulers.visibility import query_scope
-from .scripts import DEFAULT_JOB_NAME_TEMPLATE, ScriptRequest, default_bind_ip, job_name_for, render_script
+from .scripts import DEFAULT_JOB_NAME_TEMPLATE, ScriptRequest, job_name_for, render_script
 from .status import (
     MAX_SERVICE_BYTES,
     JobState,
@@ -91,12 +100,10 @@ class PWSpawner(Spawner):
         "spawn so that edits need no hub restart. Check them with `pw-spawner check`.",
     )
     scheduler = CaselessStrEnum(
-        ["local", "controller", "slurm", "pbs", "torque"],
+        list(scheduler_kinds()),
         default_value="local",
         config=True,
-        help="""Where jobs run: `local` runs the script as a process group on the hub host (no
-        scheduler needed); `slurm` submits with sbatch; `pbs` with qsub (PBS Pro `select=`
-        directives); `torque` with qsub (`nodes=:ppn=` directives).""",
+        help="Where jobs run (the schedulers this installation has): " + scheduler_help(),
     )
     exec_prefix = List(
         Unicode(),
@@ -945,11 +952,11 @@ class PWSpawner(Spawner):
         # for a resource, the login node the tunnel starts from).
         loopback = self._bind_ip().startswith("127.") or self._bind_ip() == "::1"
         admin_host = self.connect_host or ("127.0.0.1" if loopback else "")
-        return app_host(service, on_hub_side=self.scheduler_kind in ("local", "controller"),
+        return app_host(service, on_hub_side=scheduler_class(self.scheduler_kind).beside_the_hub,
                         node=self.job_node, connect_host=admin_host)
 
     def _bind_ip(self) -> str:
-        return self.bind_ip or default_bind_ip(self.scheduler_kind)
+        return self.bind_ip or scheduler_class(self.scheduler_kind).default_bind_ip()
 
     def _hub_ports(self) -> set[int]:
         """The hub's and its proxy's own ports on this host: a job's app can never be one of them."""

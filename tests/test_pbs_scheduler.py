@@ -8,7 +8,7 @@ import pytest
 
 from pw_spawner.remote.executor import CommandResult, LocalExecutor
 from pw_spawner.schedulers.base import JobRef
-from pw_spawner.schedulers.pbs import PBSScheduler, job_complaints
+from pw_spawner.schedulers.pbs import PBSScheduler, TorqueScheduler, job_complaints
 from pw_spawner.status import JobState
 
 
@@ -51,7 +51,7 @@ def test_finished_messages(stderr):
 
 
 async def test_torque_forgotten_job_is_ended_not_unknown(fake_torque, tmp_path, monkeypatch):
-    pbs = PBSScheduler("torque")
+    pbs = TorqueScheduler()
     job = await _finished_job(fake_torque, pbs, tmp_path)
     executor = LocalExecutor()
     assert (await pbs.query(executor, [job]))[job.job_id].state is JobState.COMPLETED  # state C
@@ -63,7 +63,7 @@ async def test_torque_forgotten_job_is_ended_not_unknown(fake_torque, tmp_path, 
 
 
 async def test_pbs_pro_finished_job_without_history(fake_pbs, tmp_path):
-    pbs = PBSScheduler("pro")
+    pbs = PBSScheduler()
     job = await _finished_job(fake_pbs, pbs, tmp_path)
     other = JobRef("4242.fakepbs", "x", str(tmp_path))
     infos = await pbs.query(WithoutHistory(), [job, other])
@@ -73,7 +73,7 @@ async def test_pbs_pro_finished_job_without_history(fake_pbs, tmp_path):
 
 
 async def test_pbs_pro_history_expired(fake_pbs, tmp_path, monkeypatch):
-    pbs = PBSScheduler("pro")
+    pbs = PBSScheduler()
     job = await _finished_job(fake_pbs, pbs, tmp_path)
     monkeypatch.setenv("PW_FAKE_JOB_HISTORY", "0")
     info = (await pbs.query(LocalExecutor(), [job]))[job.job_id]
@@ -82,7 +82,7 @@ async def test_pbs_pro_history_expired(fake_pbs, tmp_path, monkeypatch):
 
 
 async def test_query_failure_is_unknown(fake_pbs, tmp_path, monkeypatch):
-    pbs = PBSScheduler("pro")
+    pbs = PBSScheduler()
     job = await _finished_job(fake_pbs, pbs, tmp_path)
     monkeypatch.setenv("PW_FAKE_QUERY_FAIL", "1")
     assert (await pbs.query(LocalExecutor(), [job]))[job.job_id].state is JobState.UNKNOWN

@@ -1,38 +1,84 @@
-"""Schedulers: submit, query and cancel jobs, and read each scheduler's output.
+"""Schedulers: submit, query and cancel jobs, read each scheduler's output, write its directives.
 
-One module a scheduler (``local``, ``slurm``, ``pbs``), all behind :class:`Scheduler`. They run their
-commands through an executor, so they work the same on the hub host and over SSH, and they
-never raise on an unreadable answer: a query that fails is :data:`JobState.UNKNOWN`, not "gone".
+One module a scheduler, each a :class:`Scheduler` with a ``kind``: ``local`` and ``controller``
+(:mod:`.local`), ``pbs`` and ``torque`` (:mod:`.pbs`), ``slurm`` (:mod:`.slurm`). They run their
+commands through an executor, so they work the same on the hub host and over SSH, and they never
+raise on an unreadable answer: a query that fails is :data:`JobState.UNKNOWN`, not "gone".
+
+The registry is found, not typed: every module of this package is read for Scheduler classes with
+a ``kind``, and other packages add theirs through the entry-point group ``pw_spawner.schedulers``
+(``name = "package.module:Class"``). Everything that lists schedulers (the ``scheduler`` option
+and its help, a resource's ``scheduler``, ``pw-spawner --scheduler``, a profile's
+``extra_directives`` keys, the docs) asks :func:`scheduler_classes`.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
+import pkgutil
+from importlib.metadata import entry_points
+
 from .base import JobInfo, JobRef, Scheduler, SchedulerError, SubmitError
+
+#: The entry-point group through which other packages register schedulers.
+ENTRY_POINT_GROUP = "pw_spawner.schedulers"
+
+
+@functools.cache
+def scheduler_classes() -> dict[str, type[Scheduler]]:
+    """Every registered scheduler class by kind: this package's modules first, then entry points."""
+    found: dict[str, type[Scheduler]] = {}
+    for module_info in pkgutil.iter_modules(__path__):
+        if module_info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, Scheduler) and cls.kind and cls.__module__ == module.__name__:
+                found.setdefault(cls.kind, cls)
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        cls = entry.load()
+        if not (inspect.isclass(cls) and issubclass(cls, Scheduler) and cls.kind == entry.name):
+            raise TypeError(f"entry point {entry.name} = {entry.value} is not a Scheduler "
+                            f"of kind {entry.name!r}")
+        found.setdefault(cls.kind, cls)
+    # The embedded default first, then the others by name.
+    return dict(sorted(found.items(), key=lambda item: (item[0] != "local", item[0])))
+
+
+def scheduler_kinds() -> tuple[str, ...]:
+    """The names ``c.PWSpawner.scheduler`` takes."""
+    return tuple(scheduler_classes())
+
+
+def resource_scheduler_kinds() -> tuple[str, ...]:
+    """The names a resource's ``scheduler`` takes (those that work through a login node)."""
+    return tuple(kind for kind, cls in scheduler_classes().items() if cls.on_resources)
+
+
+def directive_kinds() -> tuple[str, ...]:
+    """The schedulers that read directive lines: the keys of a profile's ``extra_directives``."""
+    return tuple(kind for kind, cls in scheduler_classes().items() if cls.directive_prefix)
+
+
+def scheduler_help() -> str:
+    """One sentence per scheduler, for the ``scheduler`` option's help."""
+    return "; ".join(f"`{kind}` {cls.summary}" for kind, cls in scheduler_classes().items()) + "."
+
+
+def scheduler_class(kind: str) -> type[Scheduler]:
+    try:
+        return scheduler_classes()[kind]
+    except KeyError:
+        raise ValueError(f"unknown scheduler {kind!r} (known: {', '.join(scheduler_kinds())})") from None
 
 
 def get_scheduler(kind: str, *, job_niceness: int = 0) -> Scheduler:
-    """The scheduler for a resource's ``scheduler`` setting.
-
-    ``job_niceness`` applies where jobs share a host with others (``local``: the hub's host;
-    ``controller``: a login node); a batch scheduler's nodes are the job's own.
-    """
-    if kind == "local":
-        from .local import LocalScheduler
-
-        return LocalScheduler(niceness=job_niceness)
-    if kind == "controller":
-        from .local import LocalScheduler
-
-        return LocalScheduler.on_login_node(niceness=job_niceness)
-    if kind == "slurm":
-        from .slurm import SlurmScheduler
-
-        return SlurmScheduler()
-    if kind in ("pbs", "torque"):
-        from .pbs import PBSScheduler
-
-        return PBSScheduler(flavor="torque" if kind == "torque" else "pro")
-    raise ValueError(f"unknown scheduler {kind!r} (known: local, controller, slurm, pbs, torque)")
+    """The scheduler for a ``scheduler`` setting, with the spawner's settings that apply to it."""
+    return scheduler_class(kind).configured(job_niceness=job_niceness)
 
 
-__all__ = ["JobInfo", "JobRef", "Scheduler", "SchedulerError", "SubmitError", "get_scheduler"]
+__all__ = ["ENTRY_POINT_GROUP", "JobInfo", "JobRef", "Scheduler", "SchedulerError", "SubmitError",
+           "directive_kinds", "get_scheduler", "resource_scheduler_kinds", "scheduler_class",
+           "scheduler_classes", "scheduler_help", "scheduler_kinds"]

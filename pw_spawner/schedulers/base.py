@@ -6,9 +6,13 @@ import abc
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 from ..remote.executor import Executor
 from ..status import JobState
+
+if TYPE_CHECKING:
+    from ..profiles import JobSpec
 
 
 class SchedulerError(RuntimeError):
@@ -49,10 +53,47 @@ class JobInfo:
 
 
 class Scheduler(abc.ABC):
-    """Submit, follow and cancel jobs through an executor."""
+    """Submit, follow and cancel jobs through an executor, and write the job script's directives.
 
-    #: The ``scheduler`` kind for script rendering (``slurm``, ``pbs``, ``torque``, ``local``).
-    kind: str = ""
+    A class with a ``kind`` is registered under that name (see :mod:`pw_spawner.schedulers`):
+    the ``scheduler`` setting, a resource's ``scheduler``, ``pw-spawner --scheduler`` and a
+    profile's ``extra_directives`` keys all list the registered kinds.
+    """
+
+    #: The name admins give in ``c.PWSpawner.scheduler`` and a resource's ``scheduler``.
+    kind: ClassVar[str] = ""
+    #: What it is, for the ``scheduler`` option's help ("submits with sbatch").
+    summary: ClassVar[str] = ""
+    #: How its directive lines start in a job script (``#SBATCH``); empty: it reads none, and a
+    #: profile's ``extra_directives`` has no key for it.
+    directive_prefix: ClassVar[str] = ""
+    #: Whether its jobs run on the host the app is reached from (the hub host, or the login node
+    #: a tunnel starts from), so that the app listens on loopback; batch jobs run on other nodes.
+    beside_the_hub: ClassVar[bool] = False
+    #: Whether a resource (a cluster reached over SSH) may use it.
+    on_resources: ClassVar[bool] = True
+    #: Whether its submit checks the job directory as the job's account, just before the job
+    #: starts (then the job script need not check it again).
+    submit_checks_job_dir: ClassVar[bool] = False
+
+    @classmethod
+    def configured(cls, *, job_niceness: int = 0) -> Scheduler:
+        """An instance with the spawner's settings that apply to this scheduler (none by default)."""
+        return cls()
+
+    @classmethod
+    def default_bind_ip(cls) -> str:
+        """Where the app listens when the admin sets no ``bind_ip``: loopback where the app runs on
+        the host that reaches it, all addresses on a compute node (reached from outside)."""
+        return "127.0.0.1" if cls.beside_the_hub else "0.0.0.0"
+
+    def directives(self, job: JobSpec, name: str, output: str) -> list[str]:
+        """The directive lines for ``job`` (named ``name``, its output in ``output``), prefix included,
+        with the profile's ``extra_directives`` for this kind at the end; none by default."""
+        return []
+
+    def _prefixed(self, lines: Sequence[str], job: JobSpec) -> list[str]:
+        return [f"{self.directive_prefix} {line}" for line in (*lines, *job.extra_for(self.kind))]
 
     @abc.abstractmethod
     async def submit(self, executor: Executor, script: str, *, name: str, job_dir: str) -> str:

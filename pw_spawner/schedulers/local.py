@@ -29,7 +29,13 @@ _STATES = {
 
 
 class LocalScheduler(Scheduler):
+    """Jobs on the hub host itself, through the local runner."""
+
     kind = "local"
+    summary = "runs the app on the hub host (no scheduler needed)"
+    beside_the_hub = True
+    on_resources = False
+    submit_checks_job_dir = True
 
     def __init__(self, python: str = sys.executable, *, niceness: int = 0):
         #: How much lower than the hub's the jobs' CPU priority is (they share the host with it).
@@ -41,12 +47,14 @@ class LocalScheduler(Scheduler):
         self.runner: tuple[str, ...] = (python, "-I", "-S", str(Path(local_runner.__file__)))
 
     @classmethod
+    def configured(cls, *, job_niceness: int = 0) -> LocalScheduler:
+        # Its jobs share a host with the hub or a login node's users: they run below them.
+        return cls(niceness=job_niceness)
+
+    @classmethod
     def on_login_node(cls, python: str = "python3", *, niceness: int = 0) -> LocalScheduler:
-        """The ``controller`` target: the runner's source travels with each command, so a login
-        node needs only a python3, not pw_spawner (the source is code, no secret, in argv)."""
-        scheduler = cls(python, niceness=niceness)
-        scheduler.runner = (python, "-I", "-S", "-c", Path(local_runner.__file__).read_text())
-        return scheduler
+        """The ``controller`` target (see :class:`ControllerScheduler`)."""
+        return ControllerScheduler(python, niceness=niceness)
 
     async def submit(self, executor: Executor, script: str, *, name: str, job_dir: str) -> str:
         try:
@@ -121,3 +129,19 @@ class LocalScheduler(Scheduler):
         record = records[0]
         # Running, with a pid no hub state knows.
         return [str(record["pid"])] if record.get("state") == "RUNNING" and record.get("pid") else []
+
+
+class ControllerScheduler(LocalScheduler):
+    """The ``controller`` target: jobs on a resource's login node, through the same runner.
+
+    The runner's source travels with each command, so a login node needs only a python3, not
+    pw_spawner (the source is code, no secret, in argv).
+    """
+
+    kind = "controller"
+    summary = "runs the app on a resource's login node, through SSH (no scheduler needed)"
+    on_resources = True
+
+    def __init__(self, python: str = "python3", *, niceness: int = 0):
+        super().__init__(python, niceness=niceness)
+        self.runner = (python, "-I", "-S", "-c", Path(local_runner.__file__).read_text())

@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
+from ..profiles import JobSpec, format_walltime
 from ..remote.executor import Executor, ExecutorError
 from ..status import JobState
 from .base import JobInfo, JobRef, Scheduler, SchedulerError, SubmitError
@@ -92,12 +93,31 @@ def parse_qstat_text(text: str) -> dict[str, JobInfo]:
     return {job_id: _info(job_id, attrs) for job_id, attrs in jobs.items()}
 
 
+def _mem_gb_or_mb(mb: int) -> str:
+    return f"{mb // 1024}gb" if mb % 1024 == 0 else f"{mb}mb"
+
+
 class PBSScheduler(Scheduler):
-    def __init__(self, flavor: str = "pro"):
-        if flavor not in ("pro", "torque"):
-            raise ValueError(f"unknown PBS flavor {flavor!r} (pro or torque)")
-        self.flavor = flavor
-        self.kind = "torque" if flavor == "torque" else "pbs"
+    """PBS Pro (OpenPBS): ``select=`` chunks, ``qstat -f -F json -x``."""
+
+    kind = "pbs"
+    summary = "submits with qsub, PBS Pro / OpenPBS (`select=` directives)"
+    directive_prefix = "#PBS"
+    flavor = "pro"
+
+    def directives(self, job: JobSpec, name: str, output: str) -> list[str]:
+        chunk = f"select={job.nodes}:ncpus={job.cores}"
+        if job.memory_mb:
+            chunk += f":mem={_mem_gb_or_mb(job.memory_mb)}"
+        if job.gpus:
+            chunk += f":ngpus={job.gpus}"
+        lines = [f"-N {name}", f"-o {output}", "-j oe", f"-l {chunk}",
+                 f"-l walltime={format_walltime(job.walltime_s)}"]
+        if job.partition:
+            lines.append(f"-q {job.partition}")
+        if job.account:
+            lines.append(f"-A {job.account}")
+        return self._prefixed(lines, job)
 
     async def submit(self, executor: Executor, script: str, *, name: str, job_dir: str) -> str:
         try:
@@ -163,3 +183,25 @@ class PBSScheduler(Scheduler):
         if not result.ok:
             raise SchedulerError(f"cannot list jobs: {result.message()}")
         return [line.strip() for line in result.stdout.splitlines() if line.strip()]
+
+
+class TorqueScheduler(PBSScheduler):
+    """Torque: ``nodes=:ppn=`` resources, plain ``qstat -f`` (no JSON, no history)."""
+
+    kind = "torque"
+    summary = "submits with qsub, Torque (`nodes=:ppn=` directives)"
+    flavor = "torque"
+
+    def directives(self, job: JobSpec, name: str, output: str) -> list[str]:
+        nodes = f"nodes={job.nodes}:ppn={job.cores}"
+        if job.gpus:
+            nodes += f":gpus={job.gpus}"
+        lines = [f"-N {name}", f"-o {output}", "-j oe", f"-l {nodes}",
+                 f"-l walltime={format_walltime(job.walltime_s)}"]
+        if job.memory_mb:
+            lines.append(f"-l mem={_mem_gb_or_mb(job.memory_mb)}")
+        if job.partition:
+            lines.append(f"-q {job.partition}")
+        if job.account:
+            lines.append(f"-A {job.account}")
+        return self._prefixed(lines, job)

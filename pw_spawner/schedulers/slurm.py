@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from ..profiles import JobSpec, format_walltime
 from ..remote.executor import Executor, ExecutorError
 from ..status import JobState
 from .base import JobInfo, JobRef, Scheduler, SchedulerError, SubmitError
@@ -106,6 +107,24 @@ def submit_error_message(stderr: str) -> str:
 
 class SlurmScheduler(Scheduler):
     kind = "slurm"
+    summary = "submits with sbatch"
+    directive_prefix = "#SBATCH"
+
+    def directives(self, job: JobSpec, name: str, output: str) -> list[str]:
+        lines = [f"--job-name={name}", f"--output={output}", "--open-mode=append"]
+        if job.partition:
+            lines.append(f"--partition={job.partition}")
+        lines += [f"--nodes={job.nodes}", "--ntasks=1", f"--cpus-per-task={job.cores}"]
+        if job.memory_mb:
+            lines.append(f"--mem={job.memory_mb}M")
+        lines.append(f"--time={format_walltime(job.walltime_s)}")
+        if job.gpus:
+            lines.append(f"--gres=gpu:{job.gpus}")
+        if job.account:
+            lines.append(f"--account={job.account}")
+        if job.qos:
+            lines.append(f"--qos={job.qos}")
+        return self._prefixed(lines, job)
 
     async def submit(self, executor: Executor, script: str, *, name: str, job_dir: str) -> str:
         # The job dir must exist before Slurm opens --output in it.
