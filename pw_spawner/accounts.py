@@ -46,7 +46,7 @@ def uses_username(words: Iterable[str]) -> bool:
 
 
 def shared_account_problems(scheduler: str, exec_prefix: Sequence[str],
-                            resources: Sequence[Mapping[str, Any]]) -> list[str]:
+                            resources: Sequence[Any]) -> list[str]:
     """Where different users' jobs would run as one account (empty: every user has their own).
 
     Jobs on the hub host run as the account of ``exec_prefix``; a resource's as its ``ssh_user``.
@@ -58,6 +58,8 @@ def shared_account_problems(scheduler: str, exec_prefix: Sequence[str],
         problems.append(f"exec_prefix is {shown}: every user's {scheduler} jobs run as the hub's "
                         "own account (use e.g. ['sudo', '-u', '{username}', '--'])")
     for resource in resources:
+        if not isinstance(resource, Mapping):
+            continue  # refused by the resources' own checks, with its index
         user = str(resource.get("ssh_user", "{username}"))
         if "{username}" not in user:
             problems.append(f"resources[{resource.get('name', '?')}]: ssh_user is {user!r}: every "
@@ -66,7 +68,7 @@ def shared_account_problems(scheduler: str, exec_prefix: Sequence[str],
 
 
 def refuse_shared_account(scheduler: str, exec_prefix: Sequence[str],
-                          resources: Sequence[Mapping[str, Any]], allowed: bool) -> str | None:
+                          resources: Sequence[Any], allowed: bool) -> str | None:
     """The startup error for a shared-account configuration, or None when it is fine or allowed."""
     problems = shared_account_problems(scheduler, exec_prefix, resources)
     if not problems or allowed:

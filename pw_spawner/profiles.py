@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import yaml
 
@@ -323,7 +323,14 @@ class _Reader:
             raise self.error(name, f"{value!r} is not a slug (lower-case letters, digits, '-', '_', '.')")
         return value  # type: ignore[return-value]
 
+    @overload
+    def positive_int(self, name: str, default: int, minimum: int = 1) -> int: ...
+
+    @overload
+    def positive_int(self, name: str, default: None, minimum: int = 1) -> int | None: ...
+
     def positive_int(self, name: str, default: int | None, minimum: int = 1) -> int | None:
+        # A missing or null value is the default (see get()).
         value = self.get(name, int, default)
         if value is not None and value < minimum:
             raise self.error(name, f"must be at least {minimum}")

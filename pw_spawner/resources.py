@@ -117,7 +117,8 @@ def resource_from_dict(data: Any, index: int) -> Resource:
             raise error(key, "must be a list of strings")
         return tuple(value)
 
-    hosts = strings("hosts") or ((text("host"),) if data.get("host") is not None else ())
+    host = text("host")
+    hosts = strings("hosts") or ((host,) if host is not None else ())
     if not hosts:
         raise error("host", "required: the login node (or `hosts`, a list tried in order)")
     for host in hosts:

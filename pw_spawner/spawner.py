@@ -243,6 +243,7 @@ class PWSpawner(Spawner):
         {username}: one account asks for everyone.""",
     )
     resources = List(
+        AnyTrait(),
         default_value=[],
         config=True,
         help="""Clusters reached over SSH (asyncssh), offered on the spawn form as "Service host".
@@ -665,7 +666,9 @@ class PWSpawner(Spawner):
         return {k: reachable + v[len(api_url):] if v.startswith(api_url) else v for k, v in env.items()}
 
     async def _hub_api_forward(self, api_url: str) -> str:
-        forward = self.resource.hub_api_forward
+        forward = self.resource.hub_api_forward if self.resource is not None else None
+        if forward is None:
+            raise RuntimeError("_hub_api_forward() of a server whose resource forwards no hub API")
         parts = urlsplit(api_url)
         hub_port = parts.port or (443 if parts.scheme == "https" else 80)
         target = self.ssh_target()
@@ -739,7 +742,7 @@ class PWSpawner(Spawner):
             self._emit(5, f"Preparing {selection.profile.display_name}")
             if selection.resource:
                 self.resource = {r.name: r for r in self.user_resources()}[selection.resource]
-                self.ssh_host = await self._reachable_login_node()
+                self.ssh_host = await self._reachable_login_node(self.resource)
             executor, scheduler = self.make_executor(), self.make_scheduler()
             try:
                 job_dir = await self.job_dir(executor)
@@ -747,8 +750,8 @@ class PWSpawner(Spawner):
             except (ExecutorError, SchedulerError) as exc:
                 raise spawn_error(f"The cluster could not be reached: {exc}", reason="scheduler") from None
             script = self.render(selection, job_dir, await self.job_env())
-            await self._submit(executor, scheduler, script, job_dir, selection.job.summary)
-            self._emit(20, f"Submitted job {self.job.job_id}")
+            job = await self._submit(executor, scheduler, script, job_dir, selection.job.summary)
+            self._emit(20, f"Submitted job {job.job_id}")
             url = await self._follow_until_ready(scheduler)
             # What was typed is kept only to correct a refused start; from now on the form
             # starts from these (saved) user_options.
@@ -773,10 +776,10 @@ class PWSpawner(Spawner):
             self._progress_done = True
             self._events_changed.set()
 
-    async def _reachable_login_node(self) -> str:
+    async def _reachable_login_node(self, resource: Resource) -> str:
         """The first of the resource's login nodes that takes an SSH login."""
         errors = []
-        for host in self.resource.hosts:
+        for host in resource.hosts:
             self._emit(7, f"Connecting to {host}")
             try:
                 await connection(self.ssh_target(host), timeout=30)
@@ -784,7 +787,7 @@ class PWSpawner(Spawner):
             except ExecutorError as exc:
                 self.log.warning("%s: %s", self._log_name, exc)
                 errors.append(str(exc))
-        raise spawn_error(f"{self.resource.display_name} could not be reached: " + "; ".join(errors),
+        raise spawn_error(f"{resource.display_name} could not be reached: " + "; ".join(errors),
                           reason="ssh")
 
     async def _cancel_leftovers(self, executor: Executor, scheduler: Scheduler, job_dir: str) -> None:
@@ -809,7 +812,7 @@ class PWSpawner(Spawner):
         return False
 
     async def _submit(self, executor: Executor, scheduler: Scheduler, script: str, job_dir: str,
-                      summary: str) -> None:
+                      summary: str) -> JobRef:
         self._emit(10, f"Submitting a job for {summary}")
         # A service.json of an earlier job must not be read as this one's (its JOB_ID is checked too).
         try:
@@ -830,6 +833,7 @@ class PWSpawner(Spawner):
         except SubmitError as exc:
             raise spawn_error(exc.message, reason="submit") from None
         self.job = JobRef(job_id, self.job_name, job_dir)
+        return self.job
 
     async def _read_service(self, executor: Executor) -> ServiceStatus | None:
         """The job's service.json through the trust boundary; None while there is none.
@@ -989,34 +993,36 @@ class PWSpawner(Spawner):
                                        f"the job runs as {account})")
 
     async def _ready(self, service: ServiceStatus) -> str:
+        port = service.port
+        if port is None:  # the follow loop reaches here only with a port
+            raise RuntimeError("_ready() of a service record without a port")
         try:
             host = self._app_host(service)
             if self.resource is None and host in ("127.0.0.1", "localhost"):
                 # The app is on the hub host itself, where the hub can see who listens on its port.
-                assert service.port is not None
-                await self._check_local_listener(service.port)
+                await self._check_local_listener(port)
         except (ServiceStatusError, InvalidServiceRecord) as exc:
             raise self._refused_record(exc) from None
         self.service = service
         if service.slug and not self.default_url:
             # JupyterHub formats default_url with the user's names: braces cannot come from the job.
-            self.default_url = "/" + service.slug.lstrip("/").replace("{", "").replace("}", "")
+            self.default_url: str = "/" + service.slug.lstrip("/").replace("{", "").replace("}", "")
         self._emit(90, f"The app is listening on {host}:{service.port}")
         if self.resource is None:
             return f"{service.scheme}://{host}:{service.port}"
-        await self._open_tunnel()
-        self._emit(95, f"Tunnel from the hub to {host}:{service.port} is open")
+        await self._open_tunnel(host, port)
+        self._emit(95, f"Tunnel from the hub to {host}:{port} is open")
         return f"{service.scheme}://127.0.0.1:{self.tunnel_port}"
 
-    async def _open_tunnel(self) -> None:
-        """Forward 127.0.0.1:<tunnel_port> on the hub host to the app (the same port again after a
-        hub restart, so the proxy's route stays valid)."""
-        host, target = self._app_host(self.service), self.ssh_target()
+    async def _open_tunnel(self, host: str, port: int) -> None:
+        """Forward 127.0.0.1:<tunnel_port> on the hub host to the app at ``host:port`` (the same
+        port again after a hub restart, so the proxy's route stays valid)."""
+        target = self.ssh_target()
         try:
-            self.tunnel_port = await self.tunnels().open(self.tunnel_key, target, host, self.service.port,
+            self.tunnel_port = await self.tunnels().open(self.tunnel_key, target, host, port,
                                                          self.tunnel_port or 0)
         except (TunnelError, OSError) as exc:
-            raise spawn_error(f"The tunnel to {host}:{self.service.port} through {target.host} "
+            raise spawn_error(f"The tunnel to {host}:{port} through {target.host} "
                               f"could not be opened: {exc}", reason="tunnel") from None
 
     async def _close_tunnel(self) -> None:
@@ -1050,10 +1056,11 @@ class PWSpawner(Spawner):
             return None
         self._started_unknown_at = None
         if info.state.active:
-            if self.resource is not None and self.service is not None and self.tunnel_port:
+            service = self.service
+            if self.resource is not None and service is not None and service.port and self.tunnel_port:
                 # After a hub (or tunnel process) restart: the forward again, on its old port.
                 try:
-                    await self._open_tunnel()
+                    await self._open_tunnel(self._app_host(service), service.port)
                 except Exception as exc:  # a failing tunnel is not a dead job
                     self.log.warning("%s: %s", self._log_name, getattr(exc, "jupyterhub_message", exc))
             return None
@@ -1090,15 +1097,16 @@ class PWSpawner(Spawner):
 
     async def _cancel_job_quietly(self) -> None:
         """Cancel the job of a start that will not finish; errors are logged, not raised."""
-        if self.job is None:
+        job = self.job
+        if job is None:
             return
         await self._close_tunnel()
         try:
-            await asyncio.shield(self.make_scheduler().cancel(self.make_executor(), self.job))
-            self.log.info("%s: cancelled job %s", self._log_name, self.job.job_id)
+            await asyncio.shield(self.make_scheduler().cancel(self.make_executor(), job))
+            self.log.info("%s: cancelled job %s", self._log_name, job.job_id)
             self.job = None
         except (SchedulerError, ExecutorError, asyncio.CancelledError) as exc:
-            self.log.error("%s: could not cancel job %s: %s", self._log_name, self.job.job_id, exc)
+            self.log.error("%s: could not cancel job %s: %s", self._log_name, job.job_id, exc)
 
     # ---------------------------------------------------------------- state
 

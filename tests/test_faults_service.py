@@ -144,8 +144,9 @@ async def test_hostile_service_record_is_refused(spawner_factory, faults, case, 
     original = spawner._submit
 
     async def remember(*args, **kwargs):
-        await original(*args, **kwargs)
-        submitted.append(spawner.job.job_id)
+        job = await original(*args, **kwargs)
+        submitted.append(job.job_id)
+        return job
 
     spawner._submit = remember
     rss_before = max_rss_mb()

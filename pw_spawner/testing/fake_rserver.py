@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.get("server-data-dir"):
         with open(os.path.join(args["server-data-dir"], "fake-rserver-args.json"), "w") as record:
             json.dump(args, record)
-    server = _UnixHTTPServer(path, _handler(args))
+    # A unix socket's address is its path (socketserver's annotation knows only (host, port)).
+    server = _UnixHTTPServer(path, _handler(args))  # type: ignore[arg-type]
     print(f"fake_rserver: listening on {path}", file=sys.stderr, flush=True)
     try:
         server.serve_forever()

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import pwd
@@ -412,9 +413,10 @@ def _getopt_long(args: list[str], short: dict[str, str], spec: dict[str, int],
             j = 1
             while j < len(arg):
                 letter = arg[j]
-                full = short.get(letter)
-                if full is None:
+                named = short.get(letter)
+                if named is None:
                     raise _OptError(f"invalid option -- '{letter}'")
+                full = named
                 kind = spec[full]
                 if kind == 0:
                     opts.append((full, None))
@@ -1078,7 +1080,7 @@ def cmd_sbatch(args: list[str]) -> int:
             raise CommandError(1, f'sbatch: error: Invalid numeric value "{options[key]}" for '
                                   f"--{key}.") from None
     try:
-        time_limit = _slurm_time(options["time"]) if options.get("time") else None
+        time_limit = _slurm_time(limit) if (limit := options.get("time")) else None
     except ValueError:
         raise CommandError(1, "sbatch: error: Invalid --time specification") from None
 
@@ -1098,7 +1100,7 @@ def cmd_sbatch(args: list[str]) -> int:
 
     def resolve(new: Job) -> None:
         new["stdout"] = _slurm_filename(options.get("output") or "slurm-%j.out", new)
-        new["stderr"] = _slurm_filename(options["error"], new) if options.get("error") \
+        new["stderr"] = _slurm_filename(error, new) if (error := options.get("error")) \
             else new["stdout"]
 
     job = _submit(JobStore.from_env(), job, script, resolve)
@@ -1157,12 +1159,16 @@ def _elapsed(job: Job, now: float) -> float:
     return (job.get("end_time") or now) - job["start_time"]
 
 
+def _squeue_field_of(job: Job, reason: str, now: float, letter: str) -> str:
+    return _squeue_field(job, letter, reason, now)
+
+
 def _squeue_field(job: Job, letter: str, reason: str, now: float) -> str:
     state, node = job["state"], job.get("node") or ""
     opts = job.get("options", {})
     values: dict[str, Callable[[], str]] = {
         "i": lambda: str(job["id"]), "A": lambda: str(job["id"]), "F": lambda: str(job["id"]),
-        "K": lambda: "N/A", "T": lambda: state, "t": lambda: _SLURM_COMPACT.get(state, state),
+        "K": lambda: "N/A", "T": lambda: state, "t": lambda: str(_SLURM_COMPACT.get(state, state)),
         "r": lambda: reason, "N": lambda: node, "j": lambda: job["name"],
         "u": lambda: job["user"], "U": lambda: str(job["uid"]), "g": lambda: job["group"],
         "G": lambda: str(job["gid"]), "P": lambda: job["partition"],
@@ -1333,8 +1339,7 @@ def cmd_squeue(args: list[str]) -> int:
         if partitions is not None and job["partition"] not in partitions:
             continue
         reason = _slurm_reason(job, first)
-        lines.append(_render_squeue(tokens, lambda letter, j=job, r=reason:
-                                    _squeue_field(j, letter, r, now)))
+        lines.append(_render_squeue(tokens, functools.partial(_squeue_field_of, job, reason, now)))
     _out("".join(line + "\n" for line in lines))
     return 0
 
@@ -1482,7 +1487,7 @@ def cmd_scancel(args: list[str]) -> int:
         return 0
     sig = None
     if flags.get("signal"):
-        text = flags["signal"].upper().removeprefix("SIG")
+        text = (flags["signal"] or "").upper().removeprefix("SIG")
         try:
             sig = int(text) if text.isdigit() else int(getattr(signal, f"SIG{text}"))
         except AttributeError:
