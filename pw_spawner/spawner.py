@@ -752,7 +752,7 @@ class PWSpawner(Spawner):
             script = self.render(selection, job_dir, await self.job_env())
             job = await self._submit(executor, scheduler, script, job_dir, selection.job.summary)
             self._emit(20, f"Submitted job {job.job_id}")
-            url = await self._follow_until_ready(scheduler)
+            url = await self._follow_until_ready(job)
             # What was typed is kept only to correct a refused start; from now on the form
             # starts from these (saved) user_options.
             self._last_form = None
@@ -887,11 +887,10 @@ class PWSpawner(Spawner):
             yield delay
             delay = min(delay * 1.5, self.status_interval)
 
-    async def _follow_until_ready(self, scheduler: Scheduler) -> str:
-        assert self.job is not None
+    async def _follow_until_ready(self, job: JobRef) -> str:
         executor = self.make_executor()
         # On the hub host as the job's own account, the job wakes this loop when service.json changes.
-        wakeup = await Wakeup.open(self.job.job_dir) if executor.in_hub_process else None
+        wakeup = await Wakeup.open(job.job_dir) if executor.in_hub_process else None
         try:
             return await self._follow(executor, wakeup)
         finally:
@@ -902,9 +901,7 @@ class PWSpawner(Spawner):
         cache = await self.status_cache()
         seen_running = False
         for delay in self._follow_delays():
-            self._still_wanted()
-            job = self.job
-            assert job is not None
+            job = self._still_wanted()
             # Until the job runs, the scheduler's answer is what changes; once it runs, service.json
             # does, and the scheduler is asked as often as status_interval says.
             info = await cache.status(job, max_age=self.status_interval if seen_running else delay)
@@ -945,10 +942,11 @@ class PWSpawner(Spawner):
                 await asyncio.sleep(delay)
         raise AssertionError("the follow loop ends only by returning or raising")
 
-    def _still_wanted(self) -> None:
-        """Raise if stop() ran while this start followed the job (stop has cancelled it)."""
+    def _still_wanted(self) -> JobRef:
+        """The job this start follows; raises if stop() ran meanwhile (stop has cancelled it)."""
         if self.job is None:
             raise spawn_error("The server was stopped before it started.", reason="stopped")
+        return self.job
 
     def _app_host(self, service: ServiceStatus) -> str:
         """Where the app is reached: decided by the hub (the trust boundary), never by the job."""

@@ -36,18 +36,22 @@ from pw_spawner.remote.executor import (
 from pw_spawner.testing import fake_scheduler, plugin
 
 
-def test_every_fake_scheduler_knob_passes():
+def test_no_test_hook_in_the_passed_environment():
+    # The fake scheduler's knobs reach it through its state directory (FakeScheduler.set_knobs).
     read = set(re.findall(r"PW_FAKE_[A-Z_]+", Path(fake_scheduler.__file__).read_text()))
-    assert read and read <= set(PASSED_ENV)
     assert read - {"PW_FAKE_SCHED_DIR"} <= set(plugin.KNOBS)
+    assert not [name for name in PASSED_ENV if name.startswith("PW_")]
 
 
-async def test_knob_reaches_the_command_and_secrets_do_not(monkeypatch):
+async def test_only_the_passed_environment_reaches_a_command(monkeypatch):
     monkeypatch.setenv("PW_FAKE_PENDING_REASON", "QOSMaxJobsPerUserLimit")
     monkeypatch.setenv("CONFIGPROXY_AUTH_TOKEN", "secret")
+    monkeypatch.setenv("SLURM_CONF", "/etc/slurm/other.conf")
     result = await LocalExecutor().run(["env"])
-    assert "PW_FAKE_PENDING_REASON=QOSMaxJobsPerUserLimit" in result.stdout.splitlines()
-    assert "secret" not in result.stdout
+    names = {line.split("=", 1)[0] for line in result.stdout.splitlines()}
+    assert "SLURM_CONF=/etc/slurm/other.conf" in result.stdout.splitlines()
+    assert "PW_FAKE_PENDING_REASON" not in names and "secret" not in result.stdout
+    assert names <= {*PASSED_ENV, "HOME", "PWD", "SHLVL", "_"}, names
 
 
 # -- ending a command: timeouts, cancellation, too much output ---------------------------------

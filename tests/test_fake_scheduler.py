@@ -328,3 +328,16 @@ def test_install_fake_scheduler_outside_pytest(tmp_path: Path):
     store = fs.JobStore(env["PW_FAKE_SCHED_DIR"])
     wait_until(lambda: (store.load(1000) or {}).get("state") == "COMPLETED")
     assert "job_state = C" in run("qstat", "-f", "1000", env=trimmed).stdout
+
+
+def test_knobs_from_the_state_directory(fake_slurm: FakeScheduler, monkeypatch: pytest.MonkeyPatch):
+    """set_knobs reaches commands whose environment has no knob (the spawner's are allow-listed);
+    a knob in the command's own environment still wins."""
+    fake_slurm.set_knobs(PW_FAKE_PENDING_SECONDS=30, PW_FAKE_PENDING_REASON="QOSMaxJobsPerUserLimit")
+    queued = sbatch("#!/bin/sh\nsleep 30\n", "-J", "knobbed")
+    assert squeue_line(queued) == f"{queued}|PENDING|QOSMaxJobsPerUserLimit||knobbed"
+    monkeypatch.setenv("PW_FAKE_PENDING_REASON", "Priority")
+    second = sbatch("#!/bin/sh\nsleep 30\n", "-J", "knobbed")
+    assert squeue_line(second) == f"{second}|PENDING|Priority||knobbed"
+    with pytest.raises(ValueError, match="unknown knobs"):
+        fake_slurm.set_knobs(PW_FAKE_NOSUCH=1)

@@ -63,10 +63,9 @@ def wait_for(what: str, check, timeout: float) -> None:
         time.sleep(0.2)
 
 
-def test_hub_killed_while_the_job_queues(tmp_path: Path, fake_slurm, faults, monkeypatch) -> None:
+def test_hub_killed_while_the_job_queues(tmp_path: Path, fake_slurm, faults) -> None:
     faults.case()
-    monkeypatch.setenv("PW_FAKE_PENDING_SECONDS", "600")
-    monkeypatch.setenv("PW_FAKE_PENDING_REASON", "Resources")
+    fake_slurm.set_knobs(PW_FAKE_PENDING_SECONDS=600, PW_FAKE_PENDING_REASON="Resources")
     hub = HubProcess(tmp_path / "hub", extra_config='c.PWSpawner.scheduler = "slurm"\n'
                                                     'c.PWSpawner.status_interval = 0.5\n')
     user = "queued-user"

@@ -50,13 +50,13 @@ def test_finished_messages(stderr):
     assert job_complaints(stderr) == {"123": "finished"}
 
 
-async def test_torque_forgotten_job_is_ended_not_unknown(fake_torque, tmp_path, monkeypatch):
+async def test_torque_forgotten_job_is_ended_not_unknown(fake_torque, tmp_path):
     pbs = TorqueScheduler()
     job = await _finished_job(fake_torque, pbs, tmp_path)
     executor = LocalExecutor()
     assert (await pbs.query(executor, [job]))[job.job_id].state is JobState.COMPLETED  # state C
     await pbs.cancel(executor, job)  # "Request invalid for state of job ... COMPLETE": nothing to do
-    monkeypatch.setenv("PW_FAKE_MIN_JOB_AGE", "0")  # past keep_completed: "Unknown Job Id Error"
+    fake_torque.set_knobs(PW_FAKE_MIN_JOB_AGE=0)  # past keep_completed: "Unknown Job Id Error"
     info = (await pbs.query(executor, [job]))[job.job_id]
     assert (info.state, info.raw_state) == (JobState.COMPLETED, "GONE")
     await pbs.cancel(executor, job)
@@ -72,17 +72,17 @@ async def test_pbs_pro_finished_job_without_history(fake_pbs, tmp_path):
     await pbs.cancel(LocalExecutor(), job)  # "qdel: Job has finished"
 
 
-async def test_pbs_pro_history_expired(fake_pbs, tmp_path, monkeypatch):
+async def test_pbs_pro_history_expired(fake_pbs, tmp_path):
     pbs = PBSScheduler()
     job = await _finished_job(fake_pbs, pbs, tmp_path)
-    monkeypatch.setenv("PW_FAKE_JOB_HISTORY", "0")
+    fake_pbs.set_knobs(PW_FAKE_JOB_HISTORY=0)
     info = (await pbs.query(LocalExecutor(), [job]))[job.job_id]
     assert (info.state, info.raw_state) == (JobState.COMPLETED, "GONE")
     await pbs.cancel(LocalExecutor(), job)
 
 
-async def test_query_failure_is_unknown(fake_pbs, tmp_path, monkeypatch):
+async def test_query_failure_is_unknown(fake_pbs, tmp_path):
     pbs = PBSScheduler()
     job = await _finished_job(fake_pbs, pbs, tmp_path)
-    monkeypatch.setenv("PW_FAKE_QUERY_FAIL", "1")
+    fake_pbs.set_knobs(PW_FAKE_QUERY_FAIL=1)
     assert (await pbs.query(LocalExecutor(), [job]))[job.job_id].state is JobState.UNKNOWN

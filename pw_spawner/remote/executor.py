@@ -38,12 +38,8 @@ __all__ = [
 ]
 
 #: Variables a scheduler client needs from the hub's environment; everything else stays behind.
-#: The PW_FAKE_* knobs are those of :mod:`pw_spawner.testing.fake_scheduler` (tests check the list).
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SLURM_CONF", "PBS_CONF_FILE",
-              "PBS_DEFAULT", "PBS_SERVER", "PW_FAKE_SCHED_DIR", "PW_FAKE_PBS_FLAVOR",
-              "PW_FAKE_PARTITIONS", "PW_FAKE_QUEUES", "PW_FAKE_PENDING_SECONDS",
-              "PW_FAKE_PENDING_REASON", "PW_FAKE_SUBMIT_FAIL", "PW_FAKE_QUERY_FAIL", "PW_FAKE_HOSTNAME",
-              "PW_FAKE_MIN_JOB_AGE", "PW_FAKE_JOB_HISTORY", "PW_FAKE_PBS_SPOOL")
+              "PBS_DEFAULT", "PBS_SERVER")
 
 #: How much a command may print on stdout, and on stderr, before it is stopped. squeue's output
 #: for 10,000 jobs is about 1 MB; a command printing 8 times that is not a scheduler answering.

@@ -23,8 +23,10 @@ session, waits for it and records the end state, so no daemon is needed. The sta
 changes serialised by ``flock`` on ``.lock`` because several commands may run at once. Job
 scripts are kept there too, mode 0600 (they may hold secrets).
 
-Knobs, read from the environment of the command being run (so a test can change them per call;
-the pending time and pending reason are fixed at submission):
+Knobs, read from the environment of the command being run (so a test can change them per call),
+else from ``knobs.json`` in the state directory (what the test fixtures' ``set_knobs`` writes: the
+spawner passes its commands no such variable); the pending time and pending reason are fixed at
+submission:
 
 - ``PW_FAKE_SCHED_DIR``: the state directory (required).
 - ``PW_FAKE_PBS_FLAVOR``: ``pro`` (default) or ``torque``.
@@ -107,23 +109,45 @@ def _out(text: str) -> None:
 # --------------------------------------------------------------------------- configuration
 
 
+#: The knobs file in the state directory: {"PW_FAKE_...": "value"}, written by the test fixture
+#: (:meth:`pw_spawner.testing.plugin.FakeScheduler.set_knobs`), so that a knob reaches the fake
+#: commands without passing through the spawner (which hands its commands an allow-listed
+#: environment).
+KNOBS_FILE = "knobs.json"
+
+
+def _knob(name: str, default: str = "") -> str:
+    """A knob: from the command's environment, else from the state directory's knobs file."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    root = os.environ.get("PW_FAKE_SCHED_DIR")
+    if root:
+        try:
+            with open(os.path.join(root, KNOBS_FILE)) as handle:
+                value = json.load(handle).get(name)
+        except (OSError, ValueError, AttributeError):
+            value = None
+    return str(value) if value else default
+
+
 def _env_float(name: str, default: float) -> float:
     try:
-        return float(os.environ.get(name) or default)
+        return float(_knob(name) or default)
     except ValueError:
         return default
 
 
 def _env_list(name: str, default: str) -> list[str]:
-    return [p.strip() for p in (os.environ.get(name) or default).split(",") if p.strip()]
+    return [p.strip() for p in (_knob(name) or default).split(",") if p.strip()]
 
 
 def _node_name() -> str:
-    return os.environ.get("PW_FAKE_HOSTNAME") or "localhost"
+    return _knob("PW_FAKE_HOSTNAME") or "localhost"
 
 
 def _pbs_flavor() -> str:
-    flavor = os.environ.get("PW_FAKE_PBS_FLAVOR", "").strip().lower()
+    flavor = _knob("PW_FAKE_PBS_FLAVOR").strip().lower()
     return "torque" if flavor == "torque" else "pro"
 
 
@@ -522,8 +546,7 @@ def _int(value: str | None, default: int) -> int:
 
 
 def _failure_knob(name: str) -> str | None:
-    value = os.environ.get(name)
-    return value if value else None
+    return _knob(name) or None
 
 
 # --------------------------------------------------------------------------- time formats
@@ -1092,7 +1115,7 @@ def cmd_sbatch(args: list[str]) -> int:
         time_limit=time_limit, command=command, script_args=script_args,
         options={k: v for k, v in options.items() if v is not None or k in ("hold", "exclusive")},
         extra_env=_export_vars(options.get("export")), held="hold" in options,
-        reason_override=os.environ.get("PW_FAKE_PENDING_REASON") or None,
+        reason_override=_knob("PW_FAKE_PENDING_REASON") or None,
         cpus_per_task=numbers["cpus-per-task"], ntasks=numbers["ntasks"],
         nodect=numbers["nodes"], ncpus=numbers["cpus-per-task"] * numbers["ntasks"],
         open_mode="append" if options.get("open-mode") == "append" else "truncate",
@@ -1776,7 +1799,7 @@ def cmd_qsub(args: list[str]) -> int:
         resources=resources, ncpus=ncpus, ngpus=ngpus, nodect=nodect, mem=mem, join=join,
         keep=keep, variable_list=variable_list, extra_env=extra_env,
         held="h" in options, submit_args=shlex.join(args),
-        spool=os.environ.get("PW_FAKE_PBS_SPOOL", "1") != "0" and "d" not in keep,
+        spool=_knob("PW_FAKE_PBS_SPOOL", "1") != "0" and "d" not in keep,
     )
 
     def path_option(key: str, ext: str, new: Job) -> str:

@@ -18,6 +18,7 @@ Outside pytest, :func:`install_fake_scheduler` makes the same bin directory.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -101,6 +102,20 @@ class FakeScheduler:
     @property
     def store(self) -> fs.JobStore:
         return fs.JobStore(self.state_dir)
+
+    def set_knobs(self, **knobs: str | int | float) -> None:
+        """Set knobs (``PW_FAKE_PENDING_SECONDS=600``) for every later fake command of this test.
+
+        They go to the state directory's knobs file, not to the environment: the spawner hands
+        its commands an allow-listed environment, and test hooks have no place in that list.
+        """
+        unknown = set(knobs) - set(KNOBS)
+        if unknown:
+            raise ValueError(f"unknown knobs {sorted(unknown)} (known: {', '.join(KNOBS)})")
+        path = self.state_dir / fs.KNOBS_FILE
+        current = json.loads(path.read_text()) if path.exists() else {}
+        current.update({name: str(value) for name, value in knobs.items()})
+        path.write_text(json.dumps(current))
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job record, in id order."""
