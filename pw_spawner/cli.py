@@ -4,30 +4,38 @@
         [--config jupyterhub_config.py] [--profiles DIR] [--scheduler slurm] [--set hours=2]
     pw-spawner check [--config jupyterhub_config.py] [--profiles DIR]
 
-Both read the PWSpawner settings of a ``jupyterhub_config.py`` (profile_list, profiles_dir, scheduler,
-templates) the way the hub does, so what they print is what the hub will do. Exit 0 on success,
-1 with the reason on a bad profile or option.
+``render`` builds the spawner a ``jupyterhub_config.py`` configures (``c.JupyterHub.spawner_class``,
+every setting of its classes) for a stand-in user and prints the script it would submit, byte for
+byte, submitting nothing. ``check`` validates the profiles and resources of that configuration.
+Exit 0 on success, 1 with the reason on a bad profile or option.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import pwd
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from jupyterhub.objects import Hub
+from tornado import web
 from traitlets.config import Config, PyFileConfigLoader
+from traitlets.utils.importstring import import_item
 
 from .accounts import refuse_shared_account
-from .apps import PROXIED_APPS, AppLaunch, jupyter_launch, proxied_launch
-from .profiles import OptionsError, Profile, ProfileError, Selection, build_profiles, validate_options
+from .profiles import OptionsError, Profile, ProfileError, build_profiles
+from .remote.executor import CommandResult, Executor, ExecutorError
 from .resources import ResourceError, build_resources
-from .schedulers import scheduler_class, scheduler_kinds
-from .scripts import DEFAULT_JOB_NAME_TEMPLATE, ScriptRequest, job_name_for, render_script
+from .schedulers import scheduler_kinds
 
-_SPAWNER_SECTIONS = ("Spawner", "PWSpawner", "PWSlurmSpawner", "PWPBSSpawner")
-#: What the hub would put in the script's hub section; the real token never appears here.
-PLACEHOLDER_HUB_ENV = {"JUPYTERHUB_API_TOKEN": "<the server's API token, set at spawn>"}
+if TYPE_CHECKING:
+    from .spawner import PWSpawner
+
+#: The API token in a printed script; the real one is made at spawn and never appears here.
+PLACEHOLDER_TOKEN = "<the server's API token, set at spawn>"
 
 
 def load_config(path: str | None) -> Config:
@@ -40,11 +48,14 @@ def load_config(path: str | None) -> Config:
 
 
 def spawner_settings(config: Config) -> dict[str, Any]:
-    """The spawner settings that matter here, later sections overriding earlier ones."""
+    """The configured spawner class's settings, as traitlets applies them: the sections of its
+    classes from ``Spawner`` down, later (more derived) sections overriding earlier ones."""
+    from jupyterhub.spawner import Spawner
+
     settings: dict[str, Any] = {}
-    for section in _SPAWNER_SECTIONS:
-        if section in config:
-            settings.update({k: v for k, v in config[section].items()})
+    for cls in reversed(spawner_class(config).__mro__):
+        if isinstance(cls, type) and issubclass(cls, Spawner) and cls.__name__ in config:
+            settings.update({k: v for k, v in config[cls.__name__].items()})
     return settings
 
 
@@ -77,17 +88,6 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
     return values
 
 
-def _app_launch(selection: Selection, settings: dict[str, Any]) -> AppLaunch:
-    """The launch the spawner would make, from the config's settings and PWSpawner's defaults."""
-    if selection.app not in PROXIED_APPS:
-        return jupyter_launch(settings.get("cmd") or ["jupyterhub-singleuser"], [])
-    from .spawner import PWSpawner  # the hub's classes, only when an app needs the defaults
-
-    traits = PWSpawner.class_traits()
-    return proxied_launch(selection.app, lambda name: settings.get(name, traits[name].default()),
-                          selection.resolution, selection.profile.app_settings)
-
-
 def shared_account_refusal(config: Config) -> str | None:
     """Why the configuration is refused (users' jobs would share one account), or None."""
     settings = spawner_settings(config)
@@ -97,13 +97,82 @@ def shared_account_refusal(config: Config) -> str | None:
                                  bool(settings.get("allow_shared_account", False)))
 
 
+def spawner_class(config: Config) -> type[PWSpawner]:
+    """The PWSpawner class ``c.JupyterHub.spawner_class`` names (an entry point such as ``pw-slurm``,
+    a dotted name or the class itself); PWSpawner when it names something else or nothing."""
+    from .spawner import PWSpawner
+
+    named = config.JupyterHub.get("spawner_class") if "JupyterHub" in config else None
+    cls: Any = named
+    if isinstance(named, str):
+        found = [e for e in entry_points(group="jupyterhub.spawners") if e.name == named]
+        try:
+            cls = found[0].load() if found else import_item(named)
+        except (ImportError, AttributeError, ValueError):
+            cls = None
+    return cls if isinstance(cls, type) and issubclass(cls, PWSpawner) else PWSpawner
+
+
+def hub_from_config(config: Config) -> Hub:
+    """The hub as ``c.JupyterHub`` describes it (address, base URL, the URL jobs connect to), so
+    that a printed script's ``JUPYTERHUB_API_URL`` is the one a start would give its job."""
+    settings = config.JupyterHub if "JupyterHub" in config else {}
+    base_url = "/" + str(settings.get("base_url", "/")).strip("/")
+    hub = Hub(ip=settings.get("hub_ip") or "127.0.0.1", port=int(settings.get("hub_port", 8081)),
+              base_url=(base_url.rstrip("/") + "/hub/"))
+    if settings.get("hub_connect_url"):
+        hub.connect_url = str(settings["hub_connect_url"])
+    elif settings.get("hub_connect_ip"):
+        hub.connect_ip = str(settings["hub_connect_ip"])
+    return hub
+
+
+class _HomeOnly(Executor):
+    """Where ``~`` in a job directory points, for a script that is printed, not submitted: the
+    job account's home from this host's account database, else ``/home/<account>``. It runs no
+    command (a render must not log in to a cluster)."""
+
+    def __init__(self, account: str) -> None:
+        self._account = account
+
+    async def run(self, argv, *, input=None, timeout=30, max_output=0) -> CommandResult:
+        raise ExecutorError("pw-spawner render runs no command")
+
+    @property
+    def account(self) -> str:
+        return self._account
+
+    async def home(self) -> str:
+        try:
+            return pwd.getpwnam(self._account).pw_dir
+        except KeyError:
+            return f"/home/{self._account}"
+
+
+async def render_with_spawner(spawner: PWSpawner, options: dict[str, Any]) -> str:
+    """The script ``spawner`` would submit for ``options``: its own selection, job directory,
+    hub environment and renderer, without submitting anything."""
+    await spawner.load_profiles()  # a bad profile: ProfileError, naming file and key
+    selection = await spawner.selection(options)
+    if selection.resource:
+        spawner.resource = {r.name: r for r in spawner.user_resources()}[selection.resource]
+    executor = spawner.make_executor()
+    account = spawner.ssh_target().username if spawner.resource is not None else executor.account
+    job_dir = await spawner.job_dir(_HomeOnly(account))
+    if spawner.resource is not None and spawner.resource.hub_api_forward is not None:
+        env = spawner.get_env()  # the forward's port is known only once its tunnel is open
+    else:
+        env = await spawner.job_env()
+    return spawner.render(selection, job_dir, env)
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    settings = spawner_settings(config)
-    profiles = profiles_from(config, args.profiles)
-    if not profiles and has_callable_profiles(config):
+    if not profiles_from(config, args.profiles) and has_callable_profiles(config):
         raise ProfileError("profile_list", "", "is a callable: give --profiles to render from files")
-    options: dict[str, Any] = {"profile": args.profile, **_parse_sets(args.set)}
+    options: dict[str, Any] = {**_parse_sets(args.set)}
+    if args.profile:
+        options["profile"] = args.profile
     if args.env:
         options["environment"] = args.env
     if args.app:
@@ -112,23 +181,21 @@ def cmd_render(args: argparse.Namespace) -> int:
         options["env"] = "\n".join(args.var)
     if args.logging:
         options["logging"] = True
-    selection = validate_options(profiles, options, groups=args.group,
-                                 forbidden_env=settings.get("forbidden_env_names", []))
-    scheduler = args.scheduler or settings.get("scheduler") or "local"
-    job_name = job_name_for(args.user, "", settings.get("job_name_template", DEFAULT_JOB_NAME_TEMPLATE))
-    root = settings.get("job_dir_root", "~/.pw_spawner/jobs").replace("~", f"/home/{args.user}", 1)
-    request = ScriptRequest(
-        selection=selection,
-        scheduler=scheduler,
-        job_name=job_name,
-        job_dir=f"{root}/{job_name}",
-        app=_app_launch(selection, settings),
-        bind_ip=settings.get("bind_ip") or scheduler_class(scheduler).default_bind_ip(),
-        hub_env=PLACEHOLDER_HUB_ENV,
-        start_timeout=settings.get("job_start_timeout", 300),
-        setup_lines=settings.get("setup_lines", []),
-    )
-    sys.stdout.write(render_script(request, settings.get("script_template_dirs", [])))
+    from .standalone import make_spawner
+
+    traits: dict[str, Any] = {}
+    if args.profiles:
+        traits["profiles_dir"] = args.profiles
+    if args.scheduler:
+        traits["scheduler"] = args.scheduler
+    spawner = make_spawner(spawner_class(config), username=args.user, groups=args.group,
+                           api_token=PLACEHOLDER_TOKEN, config=config, **traits)
+    spawner.hub = hub_from_config(config)
+    try:
+        script = asyncio.run(render_with_spawner(spawner, options))
+    except web.HTTPError as exc:
+        raise OptionsError("options", getattr(exc, "jupyterhub_message", None) or str(exc)) from None
+    sys.stdout.write(script)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -9,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from pw_spawner.cli import main
+from pw_spawner.cli import PLACEHOLDER_TOKEN, hub_from_config, load_config, main, spawner_class
 from pw_spawner.form import options_from_form, render_form
 from pw_spawner.profiles import OptionsError, build_profiles, validate_options
+from pw_spawner.schedulers import SubmitError, scheduler_classes, scheduler_kinds
 from pw_spawner.scripts import job_name_for
+from pw_spawner.testing.spawners import make_spawner
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -184,3 +187,50 @@ def test_cli_check_with_a_callable_profile_list(tmp_path, capsys):
     assert main(["render", "--config", str(config)]) == 1
     assert "give --profiles" in capsys.readouterr().err
     assert main(["render", "--config", str(config), "--profiles", str(REPO / "profiles")]) == 0
+
+
+# ---- pw-spawner render is the spawner ----------------------------------------------------------
+
+SHIPPED = build_profiles(directory=REPO / "profiles")
+
+
+# Every scheduler but `controller`, whose start needs a resource's login node over SSH (its
+# scripts are those of `local`; tests/test_ssh_spawner.py starts it for real).
+@pytest.mark.parametrize("scheduler", [kind for kind in scheduler_kinds() if kind != "controller"])
+@pytest.mark.parametrize("profile", [p.slug for p in SHIPPED])
+def test_render_prints_what_a_start_submits(tmp_path, capsys, monkeypatch, profile, scheduler):
+    """For every shipped profile and every scheduler, `pw-spawner render` prints byte for byte the
+    script a real start of the configured spawner submits (captured at the scheduler's submit)."""
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text(textwrap.dedent(f"""\
+        c.PWSpawner.scheduler = {scheduler!r}
+        c.PWSpawner.profiles_dir = {str(REPO / "profiles")!r}
+        c.PWSpawner.job_dir_root = {str(tmp_path / "jobs" / "{username}")!r}
+        c.PWSpawner.setup_lines = ["echo site setup"]
+        c.PWSpawner.allow_shared_account = True
+        c.JupyterHub.hub_connect_url = "http://hub.example.org:8081"
+    """))
+    groups = sorted({g for p in SHIPPED for g in p.groups})
+    assert main(["render", "--config", str(config), "--profile", profile, "--user", "alice",
+                 *[f"--group={g}" for g in groups]]) == 0
+    rendered = capsys.readouterr().out
+
+    submitted: list[str] = []
+
+    async def capture(self, executor, script, *, name, job_dir):
+        submitted.append(script)
+        raise SubmitError("captured")
+
+    async def nothing_left(self, executor, name, job_dir):
+        return []
+
+    for cls in scheduler_classes().values():
+        monkeypatch.setattr(cls, "submit", capture)
+        monkeypatch.setattr(cls, "find", nothing_left)
+    spawner = make_spawner(spawner_class(load_config(str(config))), username="alice", groups=groups,
+                           api_token=PLACEHOLDER_TOKEN, config=load_config(str(config)),
+                           user_options={"profile": profile})
+    spawner.hub = hub_from_config(load_config(str(config)))
+    with pytest.raises(Exception, match="captured"):
+        asyncio.run(spawner.start())
+    assert submitted == [rendered]
