@@ -187,3 +187,21 @@ async def test_a_server_of_another_account_is_refused(private_dir, impostor, nob
         await asyncio.sleep(0.02)
     assert log.read_text().split("\n")[:3] == ["got 15", "got 0", "got 0"]
     assert not (private_dir / "t.sock.log").exists()
+
+
+def test_the_wire_protocol_is_one_module_for_both_sides():
+    """Every operation the client asks for is one the process answers, through the same module."""
+    from pw_spawner.remote import tunnel, tunnel_client, tunnel_protocol
+    from pw_spawner.remote.ssh import SSHTarget
+
+    target = SSHTarget(host="login1", port=22, username="alice", known_hosts="/kh")
+    requests = [tunnel_protocol.ping(), tunnel_protocol.list_forwards(), tunnel_protocol.close("k"),
+                tunnel_protocol.open_forward("k", target, "node1", 8888),
+                tunnel_protocol.reverse_forward("k", target, "0.0.0.0", 0, 8081)]
+    assert {r["op"] for r in requests} == {op.value for op in tunnel_protocol.Op}
+    for request in requests:
+        assert tunnel_protocol.decode(tunnel_protocol.encode(request)) == request
+    assert tunnel_protocol.target_from(requests[3]["target"]) == target
+    for module in (tunnel, tunnel_client):
+        source = Path(module.__file__).read_text()
+        assert '"op":' not in source and "json." not in source, module.__name__

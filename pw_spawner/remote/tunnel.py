@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import signal
@@ -34,13 +33,12 @@ from typing import Any
 
 import asyncssh
 
+from . import tunnel_protocol as protocol
 from .executor import ExecutorError
 from .ssh import SSHOptions, SSHTarget, close_all, connection, connections_opened, open_connections
+from .tunnel_protocol import MAX_REQUEST, Op
 
 log = logging.getLogger(__name__)
-
-#: Longest request line accepted on the API socket (a request is a few hundred bytes).
-MAX_REQUEST = 64 * 1024
 
 
 class TunnelError(RuntimeError):
@@ -288,43 +286,32 @@ class TunnelService:
 
 # ---------------------------------------------------------------------------------- API server
 
-def target_from(data: Any) -> SSHTarget:
-    """An :class:`SSHTarget` from its API form (the dataclass's fields)."""
-    if not isinstance(data, dict):
-        raise ValueError("target must be an object")
-    try:
-        return SSHTarget(host=str(data["host"]), port=int(data["port"]), username=str(data["username"]),
-                         known_hosts=str(data["known_hosts"]), key_file=data.get("key_file"),
-                         agent_path=data.get("agent_path"))
-    except KeyError as exc:
-        raise ValueError(f"target lacks {exc.args[0]}") from None
-
-
 async def handle_request(service: TunnelService, request: dict[str, Any]) -> dict[str, Any]:
     """One API request -> its answer; errors are answers too (``ok: false``)."""
-    op = request.get("op")
     try:
-        if op == "ping":
+        op = Op(request.get("op"))
+    except ValueError:
+        return protocol.failure(f"unknown op {request.get('op')!r}")
+    try:
+        if op is Op.PING:
             return {"ok": True, **service.stats()}
-        if op == "list":
+        if op is Op.LIST:
             return {"ok": True, "forwards": service.describe()}
-        if op == "open":
-            port = await service.open_local(str(request["key"]), target_from(request["target"]),
+        if op is Op.OPEN:
+            port = await service.open_local(str(request["key"]), protocol.target_from(request["target"]),
                                             str(request["remote_host"]), int(request["remote_port"]),
                                             int(request.get("local_port") or 0))
             return {"ok": True, "local_port": port}
-        if op == "reverse":
-            port = await service.open_remote(str(request["key"]), target_from(request["target"]),
+        if op is Op.REVERSE:
+            port = await service.open_remote(str(request["key"]), protocol.target_from(request["target"]),
                                              str(request["bind_host"]), int(request.get("bind_port") or 0),
                                              int(request["local_port"]))
             return {"ok": True, "remote_port": port}
-        if op == "close":
-            return {"ok": True, "closed": await service.close(str(request["key"]))}
-        return {"ok": False, "error": f"unknown op {op!r}"}
+        return {"ok": True, "closed": await service.close(str(request["key"]))}  # Op.CLOSE
     except TunnelError as exc:
-        return {"ok": False, "error": str(exc)}
+        return protocol.failure(str(exc))
     except (KeyError, ValueError, TypeError) as exc:
-        return {"ok": False, "error": f"bad request: {exc!r}"}
+        return protocol.failure(f"bad request: {exc!r}")
 
 
 class TunnelServer:
@@ -375,14 +362,12 @@ class TunnelServer:
         try:
             while line := await reader.readline():
                 try:
-                    request = json.loads(line)
-                    if not isinstance(request, dict):
-                        raise ValueError("a request is a JSON object")
+                    request = protocol.decode(line)
                 except ValueError as exc:
-                    answer = {"ok": False, "error": f"bad request: {exc}"}
+                    answer = protocol.failure(f"bad request: {exc}")
                 else:
                     answer = await handle_request(self.service, request)
-                writer.write(json.dumps(answer).encode() + b"\n")
+                writer.write(protocol.encode(answer))
                 await writer.drain()
         except (ConnectionError, asyncio.LimitOverrunError, ValueError):
             pass

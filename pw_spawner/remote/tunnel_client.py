@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import json
 import os
 import pwd
 import socket
@@ -24,12 +23,13 @@ import stat
 import struct
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from . import tunnel_protocol as protocol
 from .ssh import SSHTarget, loop_local
-from .tunnel import MAX_REQUEST, TunnelError, TunnelService, handle_request
+from .tunnel import TunnelError, TunnelService, handle_request
+from .tunnel_protocol import MAX_REQUEST
 
 
 class Tunnels(abc.ABC):
@@ -38,27 +38,23 @@ class Tunnels(abc.ABC):
     async def open(self, key: str, target: SSHTarget, remote_host: str, remote_port: int,
                    local_port: int = 0) -> int:
         """A local forward 127.0.0.1:<port> -> remote_host:remote_port; returns the local port."""
-        answer = await self.request({"op": "open", "key": key, "target": asdict(target),
-                                     "remote_host": remote_host, "remote_port": remote_port,
-                                     "local_port": local_port})
+        answer = await self.request(protocol.open_forward(key, target, remote_host, remote_port, local_port))
         return int(answer["local_port"])
 
     async def reverse(self, key: str, target: SSHTarget, bind_host: str, bind_port: int,
                       local_port: int) -> int:
         """A remote forward login:bind_host:bind_port -> 127.0.0.1:local_port; returns the bound port."""
-        answer = await self.request({"op": "reverse", "key": key, "target": asdict(target),
-                                     "bind_host": bind_host, "bind_port": bind_port,
-                                     "local_port": local_port})
+        answer = await self.request(protocol.reverse_forward(key, target, bind_host, bind_port, local_port))
         return int(answer["remote_port"])
 
     async def close(self, key: str) -> bool:
-        return bool((await self.request({"op": "close", "key": key}))["closed"])
+        return bool((await self.request(protocol.close(key)))["closed"])
 
     async def stats(self) -> dict[str, Any]:
-        return await self.request({"op": "ping"})
+        return await self.request(protocol.ping())
 
     async def forwards(self) -> list[dict[str, Any]]:
-        return (await self.request({"op": "list"}))["forwards"]
+        return (await self.request(protocol.list_forwards()))["forwards"]
 
     @abc.abstractmethod
     async def request(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -151,7 +147,7 @@ class TunnelProcessClient(Tunnels):
         reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=MAX_REQUEST)
         try:
             self._check_peer(writer)  # before a byte of the request leaves
-            writer.write(json.dumps(request).encode() + b"\n")
+            writer.write(protocol.encode(request))
             await writer.drain()
             line = await asyncio.wait_for(reader.readline(), self.timeout)
         except asyncio.TimeoutError:
@@ -160,7 +156,7 @@ class TunnelProcessClient(Tunnels):
             writer.close()
         if not line:
             raise TunnelError("the tunnel process closed the connection without an answer")
-        return _checked(json.loads(line))
+        return _checked(protocol.decode(line))
 
     async def start_process(self, wait: float = 15) -> None:
         """Start ``pw-spawner tunnel`` detached (its own session: it outlives this hub)."""
@@ -197,7 +193,7 @@ class TunnelProcessClient(Tunnels):
 
     async def _answers(self) -> bool:
         try:
-            await self._send({"op": "ping"})
+            await self._send(protocol.ping())
         except (OSError, TunnelError, ValueError):
             return False
         return True
