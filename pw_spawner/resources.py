@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .profiles import ENV_NAME_RE
-from .remote.ssh import SSHTarget
+from .remote.ssh_pool import SSHTarget
 from .schedulers import resource_scheduler_kinds
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}\Z")

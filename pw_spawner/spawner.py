@@ -40,7 +40,8 @@ from .errors import spawn_error
 from .form import options_from_form, render_form
 from .profiles import OptionsError, Profile, ProfileError, Selection, build_profiles, validate_options
 from .remote.executor import Executor, ExecutorError, LocalExecutor, UntrustedFileError
-from .remote.ssh import SSHExecutor, connection
+from .remote.ssh import SSHExecutor
+from .remote.ssh_pool import connection
 from .remote.tunnel import TunnelError
 from .remote.tunnel_client import InlineTunnels, TunnelProcessClient, Tunnels
 from .remote.wakeup import Wakeup

@@ -35,7 +35,7 @@ import asyncssh
 
 from . import tunnel_protocol as protocol
 from .executor import ExecutorError
-from .ssh import SSHOptions, SSHTarget, close_all, connection, connections_opened, open_connections
+from .ssh_pool import SSHOptions, SSHTarget, close_all, connection, connections_opened, open_connections
 from .tunnel_protocol import MAX_REQUEST, Op
 
 log = logging.getLogger(__name__)

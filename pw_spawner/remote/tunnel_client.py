@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import tunnel_protocol as protocol
-from .ssh import SSHTarget, loop_local
+from .ssh_pool import SSHTarget, loop_local
 from .tunnel import TunnelError, TunnelService, handle_request
 from .tunnel_protocol import MAX_REQUEST
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from .ssh import SSHTarget
+from .ssh_pool import SSHTarget
 
 #: The longest line either side reads (a request names a target and a few ports).
 MAX_REQUEST = 64 * 1024
