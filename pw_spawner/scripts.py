@@ -142,4 +142,5 @@ def render_script(request: ScriptRequest, template_dirs: Sequence[str | Path] = 
         # The local runner has just checked (and made 0700) the job directory, as the job's
         # account on this host: the job need not start its helper to check it again.
         runner_checked_dir=scheduler.submit_checks_job_dir,
+        job_id_variable=scheduler.job_id_variable,
     )

@@ -24,6 +24,7 @@ from pw_spawner.schedulers import (
 )
 from pw_spawner.schedulers.local import ControllerScheduler, LocalScheduler
 from pw_spawner.schedulers.pbs import PBSScheduler, TorqueScheduler
+from pw_spawner.schedulers.sge import GridEngineScheduler
 from pw_spawner.schedulers.slurm import SlurmScheduler
 from pw_spawner.scripts import ScriptRequest, render_script
 from pw_spawner.testing.spawners import make_spawner
@@ -72,11 +73,13 @@ def registered(monkeypatch):
 
 def test_the_built_in_schedulers_are_found_in_their_modules():
     assert scheduler_classes() == {"local": LocalScheduler, "controller": ControllerScheduler,
-                                   "pbs": PBSScheduler, "slurm": SlurmScheduler, "torque": TorqueScheduler}
-    assert resource_scheduler_kinds() == ("controller", "pbs", "slurm", "torque")
-    assert directive_kinds() == ("pbs", "slurm", "torque")
+                                   "pbs": PBSScheduler, "sge": GridEngineScheduler,
+                                   "slurm": SlurmScheduler, "torque": TorqueScheduler}
+    assert resource_scheduler_kinds() == ("controller", "pbs", "sge", "slurm", "torque")
+    assert directive_kinds() == ("pbs", "sge", "slurm", "torque")
     assert [scheduler_class(k).default_bind_ip() for k in scheduler_kinds()] == \
-        ["127.0.0.1", "127.0.0.1", "0.0.0.0", "0.0.0.0", "0.0.0.0"]
+        ["127.0.0.1", "127.0.0.1", "0.0.0.0", "0.0.0.0", "0.0.0.0", "0.0.0.0"]
+    assert all(cls.job_id_variable for cls in scheduler_classes().values())
 
 
 def test_every_list_of_kinds_is_the_registry():
@@ -89,10 +92,10 @@ def test_every_list_of_kinds_is_the_registry():
 
 
 def test_an_unknown_kind_is_refused_with_the_known_ones():
-    known = re.escape("unknown scheduler 'lsf' (known: local, controller, pbs, slurm, torque)")
+    known = re.escape("unknown scheduler 'lsf' (known: local, controller, pbs, sge, slurm, torque)")
     with pytest.raises(ValueError, match=known):
         get_scheduler("lsf")
-    refused = "scheduler: 'local' is not one of controller, pbs, slurm, torque"
+    refused = "scheduler: 'local' is not one of controller, pbs, sge, slurm, torque"
     with pytest.raises(ResourceError, match=refused):
         resource_from_dict({**RESOURCE, "scheduler": "local"}, 0)
     with pytest.raises(ProfileError, match="lsf"):
@@ -106,7 +109,7 @@ def test_the_spawners_settings_reach_the_schedulers_that_use_them():
 
 
 def test_a_scheduler_from_an_entry_point_appears_everywhere(registered):
-    assert scheduler_kinds() == ("local", "controller", "example", "pbs", "slurm", "torque")
+    assert scheduler_kinds() == ("local", "controller", "example", "pbs", "sge", "slurm", "torque")
     assert "example" in resource_scheduler_kinds() and "example" in directive_kinds()
     assert "`example` submits with exsub" in scheduler_help()
     resource = resource_from_dict({**RESOURCE, "scheduler": "example"}, 0)

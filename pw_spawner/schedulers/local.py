@@ -36,6 +36,7 @@ class LocalScheduler(Scheduler):
     beside_the_hub = True
     on_resources = False
     submit_checks_job_dir = True
+    job_id_variable = "PW_LOCAL_JOB_ID"  # set by the runner's wrapper: the process group's id
 
     def __init__(self, python: str = sys.executable, *, niceness: int = 0):
         #: How much lower than the hub's the jobs' CPU priority is (they share the host with it).

@@ -103,6 +103,7 @@ class PBSScheduler(Scheduler):
     kind = "pbs"
     summary = "submits with qsub, PBS Pro / OpenPBS (`select=` directives)"
     directive_prefix = "#PBS"
+    job_id_variable = "PBS_JOBID"
     flavor = "pro"
 
     def directives(self, job: JobSpec, name: str, output: str) -> list[str]:

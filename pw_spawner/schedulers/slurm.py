@@ -109,6 +109,7 @@ class SlurmScheduler(Scheduler):
     kind = "slurm"
     summary = "submits with sbatch"
     directive_prefix = "#SBATCH"
+    job_id_variable = "SLURM_JOB_ID"
 
     def directives(self, job: JobSpec, name: str, output: str) -> list[str]:
         lines = [f"--job-name={name}", f"--output={output}", "--open-mode=append"]

@@ -12,7 +12,7 @@ set -o pipefail
 umask 077
 
 PW_JOB_DIR=/home/alice/.pw_spawner/jobs/pw-alice
-PW_JOB_ID="${SLURM_JOB_ID:-${PBS_JOBID:-${PW_LOCAL_JOB_ID:-$$}}}"
+PW_JOB_ID="${PW_LOCAL_JOB_ID:-$$}"
 PW_BIND_IP=127.0.0.1
 PW_SLUG=lab
 PW_URL=/me
