@@ -32,6 +32,7 @@ from pw_spawner.remote.executor import (
     ExecutorError,
     LocalExecutor,
     UntrustedFileError,
+    passed_environment,
 )
 from pw_spawner.testing import fake_scheduler, plugin
 
@@ -40,7 +41,9 @@ def test_no_test_hook_in_the_passed_environment():
     # The fake scheduler's knobs reach it through its state directory (FakeScheduler.set_knobs).
     read = set(re.findall(r"PW_FAKE_[A-Z_]+", Path(fake_scheduler.__file__).read_text()))
     assert read - {"PW_FAKE_SCHED_DIR"} <= set(plugin.KNOBS)
-    assert not [name for name in PASSED_ENV if name.startswith("PW_")]
+    assert not [name for name in passed_environment() if name.startswith("PW_")]
+    # The schedulers' own variables come from their modules.
+    assert {"SLURM_CONF", "PBS_SERVER", "SGE_ROOT"} <= set(passed_environment()) - set(PASSED_ENV)
 
 
 async def test_only_the_passed_environment_reaches_a_command(monkeypatch):
@@ -51,7 +54,7 @@ async def test_only_the_passed_environment_reaches_a_command(monkeypatch):
     names = {line.split("=", 1)[0] for line in result.stdout.splitlines()}
     assert "SLURM_CONF=/etc/slurm/other.conf" in result.stdout.splitlines()
     assert "PW_FAKE_PENDING_REASON" not in names and "secret" not in result.stdout
-    assert names <= {*PASSED_ENV, "HOME", "PWD", "SHLVL", "_"}, names
+    assert names <= {*passed_environment(), "HOME", "PWD", "SHLVL", "_"}, names
 
 
 # -- ending a command: timeouts, cancellation, too much output ---------------------------------

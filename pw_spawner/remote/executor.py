@@ -37,9 +37,18 @@ __all__ = [
     "UntrustedFileError",
 ]
 
-#: Variables a scheduler client needs from the hub's environment; everything else stays behind.
-PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SLURM_CONF", "PBS_CONF_FILE",
-              "PBS_DEFAULT", "PBS_SERVER")
+#: Variables every command gets from the hub's environment, with those each scheduler's client
+#: needs (:func:`passed_environment`); everything else stays behind.
+PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+
+
+def passed_environment() -> tuple[str, ...]:
+    """:data:`PASSED_ENV` and every registered scheduler's ``client_environment`` (SLURM_CONF...)."""
+    try:
+        from ..schedulers import client_environment  # here: the schedulers import this module
+    except ImportError:  # this module on its own, outside pw_spawner (standard library only)
+        return PASSED_ENV
+    return (*PASSED_ENV, *client_environment())
 
 #: How much a command may print on stdout, and on stderr, before it is stopped. squeue's output
 #: for 10,000 jobs is about 1 MB; a command printing 8 times that is not a scheduler answering.
@@ -232,7 +241,8 @@ class LocalExecutor(Executor):
         self.extra_env = dict(env or {})
 
     def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k in PASSED_ENV}
+        passed = passed_environment()
+        env = {k: v for k, v in os.environ.items() if k in passed}
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         if not self.prefix:
             # Without sudo the command runs as the hub's user: let it keep that home.

@@ -62,6 +62,14 @@ def directive_kinds() -> tuple[str, ...]:
     return tuple(kind for kind, cls in scheduler_classes().items() if cls.directive_prefix)
 
 
+def client_environment() -> tuple[str, ...]:
+    """Every variable some scheduler's client commands need from the hub's environment."""
+    names: dict[str, None] = {}
+    for cls in scheduler_classes().values():
+        names.update(dict.fromkeys(cls.client_environment))
+    return tuple(names)
+
+
 def scheduler_help() -> str:
     """One sentence per scheduler, for the ``scheduler`` option's help."""
     return "; ".join(f"`{kind}` {cls.summary}" for kind, cls in scheduler_classes().items()) + "."
@@ -80,5 +88,5 @@ def get_scheduler(kind: str, *, job_niceness: int = 0) -> Scheduler:
 
 
 __all__ = ["ENTRY_POINT_GROUP", "JobInfo", "JobRef", "Scheduler", "SchedulerError", "SubmitError",
-           "directive_kinds", "get_scheduler", "resource_scheduler_kinds", "scheduler_class",
-           "scheduler_classes", "scheduler_help", "scheduler_kinds"]
+           "client_environment", "directive_kinds", "get_scheduler", "resource_scheduler_kinds",
+           "scheduler_class", "scheduler_classes", "scheduler_help", "scheduler_kinds"]

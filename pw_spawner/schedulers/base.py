@@ -75,6 +75,9 @@ class Scheduler(abc.ABC):
     #: Whether its submit checks the job directory as the job's account, just before the job
     #: starts (then the job script need not check it again).
     submit_checks_job_dir: ClassVar[bool] = False
+    #: Variables its client commands need from the hub's environment (where the controller is):
+    #: passed to them, never anything else of the hub's.
+    client_environment: ClassVar[tuple[str, ...]] = ()
     #: The variable in which the job finds its own id (``SLURM_JOB_ID``); the job reports it in
     #: service.json, and the hub checks it is the job it submitted.
     job_id_variable: ClassVar[str] = ""

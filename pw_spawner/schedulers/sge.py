@@ -95,6 +95,7 @@ class GridEngineScheduler(Scheduler):
     summary = "submits with qsub, Grid Engine (`#$ -pe` directives)"
     directive_prefix = "#$"
     job_id_variable = "JOB_ID"
+    client_environment = ("SGE_ROOT", "SGE_CELL", "SGE_QMASTER_PORT", "SGE_EXECD_PORT")
     #: The parallel environment that gives a job several slots on one host (sites name theirs:
     #: smp, threaded, shm...); a profile's ``extra_directives: {sge: [...]}`` adds anything else.
     parallel_environment = "smp"

@@ -110,6 +110,7 @@ class SlurmScheduler(Scheduler):
     summary = "submits with sbatch"
     directive_prefix = "#SBATCH"
     job_id_variable = "SLURM_JOB_ID"
+    client_environment = ("SLURM_CONF",)
 
     def directives(self, job: JobSpec, name: str, output: str) -> list[str]:
         lines = [f"--job-name={name}", f"--output={output}", "--open-mode=append"]
