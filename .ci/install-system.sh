@@ -4,7 +4,8 @@
 #     (plus nodejs/npm when npm is missing); for the apps (tests/test_apps_hub.py): the VNC
 #     desktop (tigervnc-standalone-server, websockify, novnc, xauth, twm, xterm, xfonts-base,
 #     xfonts-75dpi), Xpra with its HTML5 client (xpra, xvfb) and xdpyinfo (x11-utils) for the X
-#     cookie checks
+#     cookie checks; Son of Grid Engine (gridengine-master, gridengine-exec, gridengine-client) for
+#     the Grid Engine tests (tests/support/sge_cell.py)
 #   - configurable-http-proxy (npm) into $REPO/node_modules
 #
 # Idempotent: apt runs only when a needed binary is missing, npm only when
@@ -12,8 +13,13 @@
 # Debian; anywhere else this only reports what is missing and exits 1.
 #
 # Services are NOT started: while apt runs, a temporary /usr/sbin/policy-rc.d (exit 101)
-# keeps the packages' init scripts from starting munged/sshd/slurmd; the tests start the
-# daemons they need themselves (tests/support/slurm_cluster.py).
+# keeps the packages' init scripts from starting munged/sshd/slurmd/sge_qmaster/sge_execd; the
+# tests start the daemons they need themselves (tests/support/slurm_cluster.py, sge_cell.py).
+#
+# Grid Engine's debconf questions (configure automatically? cell name, master host) are
+# preseeded before a first install, so apt never prompts whatever the debconf frontend: the
+# Debian default cell (SGE_ROOT=/var/lib/gridengine, SGE_CELL=default) is created with this
+# host as its master. The tests do not use that cell; they build a private one.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -22,7 +28,7 @@ PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 APT_PACKAGES=(slurm-wlm munge openssh-server chromium chromium-driver sudo procps iproute2
   tigervnc-standalone-server websockify novnc xauth twm xterm xfonts-base xfonts-75dpi xpra xvfb
-  x11-utils)
+  x11-utils gridengine-master gridengine-exec gridengine-client)
 # binary -> package providing it
 declare -A BINARY_PACKAGE=(
   [sbatch]=slurm-wlm
@@ -43,6 +49,9 @@ declare -A BINARY_PACKAGE=(
   [xpra]=xpra
   [Xvfb]=xvfb
   [xdpyinfo]=x11-utils
+  [qsub]=gridengine-client
+  [sge_qmaster]=gridengine-master
+  [sge_execd]=gridengine-exec
 )
 # file -> package, for packages without a binary
 declare -A FILE_PACKAGE=(
@@ -72,6 +81,23 @@ missing_binaries() {
 }
 
 # ---- apt ----------------------------------------------------------------------------------
+preseed_gridengine() {
+  # Answers for the gridengine packages' debconf questions (asked at priority high by
+  # gridengine-common/-client/-master/-exec); only before a first install, so an existing
+  # installation's answers are never overwritten. debconf-set-selections marks them seen.
+  if dpkg-query -W -f='${Status}' gridengine-common 2>/dev/null | grep -q 'ok installed'; then
+    return 0
+  fi
+  local master
+  master="$(hostname 2>/dev/null || echo localhost)"
+  log "debconf: preseeding gridengine (configure automatically, cell default, master $master)"
+  debconf-set-selections <<EOF
+gridengine-common shared/gridengineconfig boolean true
+gridengine-common shared/gridenginecell string default
+gridengine-common shared/gridenginemaster string $master
+EOF
+}
+
 apt_install() {
   # $@: packages
   local created_policy=0
@@ -88,6 +114,7 @@ apt_install() {
     apt-get update -q
     APT_UPDATED=1
   fi
+  case " $* " in *" gridengine-"*) preseed_gridengine ;; esac
   log "apt-get install -y --no-install-recommends $*"
   apt-get install -y -q --no-install-recommends "$@"
   if [ "$created_policy" = 1 ]; then
@@ -161,6 +188,9 @@ log "versions:"
   munged --version 2>&1 | head -n1 || true
   chromium --version 2>/dev/null || echo 'chromium --version failed'
   chromedriver --version 2>/dev/null | head -n1 || echo 'chromedriver --version failed'
+  # (qstat -help needs a configured cell; the package version does not)
+  dpkg-query -W -f='gridengine ${Version}\n' gridengine-master 2>/dev/null ||
+    echo 'gridengine: not installed'
   printf 'node %s, configurable-http-proxy %s\n' "$(node --version 2>/dev/null || echo '?')" \
     "$("$CHP" --version 2>/dev/null || echo '?')"
 } | sed 's/^/    /'

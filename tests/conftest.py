@@ -16,6 +16,7 @@ from pw_spawner.testing.spawners import make_spawner
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support.requirements import require
+from support.sge_cell import SGECell, sge_available
 from support.slurm_cluster import SlurmCluster, slurm_available
 from support.sshd import SSHServer, ensure_login_user, sshd_available
 
@@ -35,6 +36,19 @@ def slurm_cluster(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def sge_cell(tmp_path_factory):
+    """One real single-host Grid Engine cell on loopback for the whole session, stopped at its end."""
+    ok, why = sge_available()
+    require("sge", ok, why)
+    cell = SGECell(tmp_path_factory.mktemp("sge"))
+    cell.start(timeout=60)
+    try:
+        yield cell
+    finally:
+        cell.stop()
 
 @pytest.fixture(scope="session")
 def ssh_server(tmp_path_factory):
