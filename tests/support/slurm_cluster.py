@@ -38,8 +38,6 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from support.net import free_ports
-
 __all__ = [
     "CLUSTER_NAME",
     "PARTITIONS",
@@ -434,6 +432,10 @@ class SlurmCluster:
             self._prepare_dirs()
             self._start_watchdog()
             self._ensure_munge()
+            # Imported here: the watchdog runs this file as a script with -I, where the
+            # tests' support package is not importable.
+            from support.net import free_ports
+
             # The ports are free when picked; if another process grabs one before
             # slurmctld binds it, pick again.
             for attempt in range(3):
