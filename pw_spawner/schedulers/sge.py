@@ -19,11 +19,14 @@ from .base import JobInfo, JobRef, Scheduler, SchedulerError, SubmitError
 
 #: ``qstat``'s state letters, one word a job: ``qw`` waiting, ``hqw`` held, ``r`` running,
 #: ``t`` being transferred to its node, ``Eqw`` in error (it will not run), ``dr`` being deleted,
-#: ``s``/``S``/``T`` suspended, ``R`` restarted. The letter that decides comes first here.
-_DECIDING = (("E", JobState.FAILED), ("d", JobState.CANCELLED), ("r", JobState.RUNNING),
-             ("t", JobState.STARTING), ("R", JobState.RUNNING), ("s", JobState.PENDING),
-             ("S", JobState.PENDING), ("T", JobState.PENDING), ("h", JobState.PENDING),
-             ("q", JobState.PENDING), ("w", JobState.PENDING))
+#: ``s``/``S``/``T`` suspended, ``R`` restarted, ``z`` finished (``qstat -s z`` only). The letter
+#: that decides comes first here.
+_DECIDING = (
+    ("z", JobState.COMPLETED), ("E", JobState.FAILED), ("d", JobState.CANCELLED),
+    ("r", JobState.RUNNING), ("t", JobState.STARTING), ("R", JobState.RUNNING),
+    ("s", JobState.PENDING), ("S", JobState.PENDING), ("T", JobState.PENDING),
+    ("h", JobState.PENDING), ("q", JobState.PENDING), ("w", JobState.PENDING),
+)
 
 #: Why a job waits, in words, from its state letters (qstat -xml gives no reason).
 _WAITING = {"h": "held", "E": "in error (see qstat -j)", "s": "suspended", "S": "suspended",

@@ -1,0 +1,171 @@
+"""The Grid Engine module on real recorded output (tests/data/sge, Son of Grid Engine 8.1.9): its
+state letters, qstat -xml and qacct parsers, qsub's refusals, its directives, and the query that
+confirms a job missing from qstat through qstat -j and qacct before it says the job ended."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pw_spawner.profiles import profile_from_dict
+from pw_spawner.remote.executor import CommandResult
+from pw_spawner.schedulers import JobRef, get_scheduler
+from pw_spawner.schedulers.sge import (
+    GridEngineScheduler,
+    parse_qacct,
+    parse_qstat_xml,
+    sge_state,
+    submit_error_message,
+)
+from pw_spawner.status import JobState
+
+DATA = Path(__file__).resolve().parent / "data" / "sge"
+
+
+def recorded(name: str) -> str:
+    return (DATA / name).read_text()
+
+
+@pytest.mark.parametrize(("letters", "state"), [
+    ("qw", JobState.PENDING), ("hqw", JobState.PENDING), ("t", JobState.STARTING),
+    ("r", JobState.RUNNING), ("dr", JobState.CANCELLED), ("Eqw", JobState.FAILED),
+    ("z", JobState.COMPLETED), ("S", JobState.PENDING), ("Rr", JobState.RUNNING),
+])
+def test_state_letters(letters, state):
+    assert sge_state(letters) is state
+
+
+@given(st.text(max_size=12))
+def test_any_state_word_has_an_answer(letters):
+    assert isinstance(sge_state(letters), JobState)
+
+
+def test_qstat_xml_running_pending_and_held():
+    jobs = parse_qstat_xml(recorded("qstat-xml-mixed.xml"))
+    assert {i: (j.state, j.raw_state, j.node) for i, j in jobs.items()} == {
+        "2": (JobState.RUNNING, "r", "vm"),
+        "3": (JobState.PENDING, "qw", None),
+        "4": (JobState.PENDING, "qw", None),
+        "5": (JobState.PENDING, "hqw", None),
+    }
+    assert jobs["5"].reason == "held"
+
+
+def test_qstat_xml_deleting_empty_and_finished():
+    assert parse_qstat_xml(recorded("qstat-xml-deleting.xml"))["2"].state is JobState.CANCELLED
+    assert parse_qstat_xml(recorded("qstat-xml-empty.xml")) == {}
+    finished = parse_qstat_xml(recorded("qstat-xml-zombie.xml"))
+    assert finished and all(j.state is JobState.COMPLETED for j in finished.values())
+
+
+@pytest.mark.parametrize("text", ["", "qstat: not xml", "<job_info><job_list><state>r", "error: commlib"])
+def test_unreadable_qstat_output_is_an_error_not_an_empty_answer(text):
+    with pytest.raises(ValueError):
+        parse_qstat_xml(text)
+
+
+def test_qacct_exit_code_and_killed():
+    done = parse_qacct(recorded("qacct-j.txt"), "6")
+    assert (done.state, done.exit_code, done.node, done.raw_state) == (JobState.FAILED, 3, "vm", "EXIT 3")
+    killed = parse_qacct(recorded("qacct-j-qdel.txt"), "2")
+    assert (killed.state, killed.exit_code) == (JobState.FAILED, 137)
+    assert killed.raw_state == "FAILED 100 : assumedly after job"
+    assert parse_qacct(recorded("qacct-j.txt"), "7") is None
+    assert parse_qacct(recorded("qacct-j-missing.txt"), "999999") is None
+
+
+def test_a_clean_exit_in_accounting_is_completed():
+    text = recorded("qacct-j.txt").replace("exit_status  3", "exit_status  0")
+    assert parse_qacct(text, "6").state is JobState.COMPLETED
+
+
+@pytest.mark.parametrize(("name", "said"), [
+    ("qsub-refused-nosuch-queue.txt", 'Job was rejected because job requests unknown queue "nosuch.q"'),
+    ("qsub-refused-w-e-pe99.txt", "error: no suitable queues"),
+])
+def test_qsub_refusals_say_what_to_fix(name, said):
+    assert submit_error_message(recorded(name)) == said
+
+
+def test_every_recorded_refusal_gives_a_line():
+    for path in DATA.glob("qsub-refused-*.txt"):
+        message = submit_error_message(path.read_text())
+        assert message and "Exiting" not in message and not message.startswith("Unable"), path.name
+
+
+def test_directives():
+    profile = profile_from_dict({"slug": "p", "display_name": "P", "job": {
+        "partition": "all.q", "cores": 4, "memory": "10G", "walltime": "02:00:00", "gpus": 1,
+        "account": "proj", "extra_directives": {"sge": ["-P physics"], "slurm": ["--nope"]}}})
+    assert get_scheduler("sge").directives(profile.job, "pw-a-1", "/j/job.out") == [
+        "#$ -N pw-a-1", "#$ -o /j/job.out", "#$ -j y", "#$ -S /bin/bash", "#$ -q all.q",
+        "#$ -pe smp 4", "#$ -l h_vmem=2560M", "#$ -l h_rt=02:00:00", "#$ -l gpu=1", "#$ -A proj",
+        "#$ -P physics"]
+    one = profile_from_dict({"slug": "q", "display_name": "Q", "job": {"cores": 1}})
+    assert "#$ -pe smp 1" not in get_scheduler("sge").directives(one.job, "n", "/o")
+
+
+class Recorded:
+    """An executor that answers each command from a table (argv prefix -> result) and counts them."""
+
+    def __init__(self, answers):
+        self.answers, self.calls, self.account = answers, [], "pwtestuser"
+
+    async def run(self, argv, *, input=None, timeout=30, max_output=0):
+        self.calls.append(list(argv))
+        for prefix, (rc, out, err) in self.answers.items():
+            if list(argv[:len(prefix)]) == list(prefix):
+                return CommandResult(tuple(argv), rc, out, err)
+        raise AssertionError(f"unexpected command {argv}")
+
+
+def ref(job_id):
+    return JobRef(job_id, f"job{job_id}", f"/jobs/{job_id}")
+
+
+async def test_one_qstat_answers_for_every_listed_job():
+    executor = Recorded({("qstat", "-xml"): (0, recorded("qstat-xml-mixed.xml"), "")})
+    infos = await GridEngineScheduler().query(executor, [ref("2"), ref("3"), ref("5")])
+    assert [infos[i].state for i in ("2", "3", "5")] == [JobState.RUNNING, JobState.PENDING,
+                                                         JobState.PENDING]
+    assert executor.calls == [["qstat", "-xml", "-u", "*"]]
+
+
+async def test_a_job_missing_from_qstat_is_confirmed_before_it_is_ended():
+    executor = Recorded({
+        ("qstat", "-xml"): (0, recorded("qstat-xml-empty.xml"), ""),
+        ("qstat", "-j"): (1, "", recorded("qstat-j-missing.txt")),
+        ("qacct", "-j", "6"): (0, recorded("qacct-j.txt"), ""),
+        ("qacct", "-j"): (1, "", recorded("qacct-j-missing.txt")),
+    })
+    infos = await GridEngineScheduler().query(executor, [ref("6"), ref("999999")])
+    assert (infos["6"].state, infos["6"].exit_code) == (JobState.FAILED, 3)
+    assert (infos["999999"].state, infos["999999"].raw_state) == (JobState.COMPLETED, "GONE")
+
+
+async def test_a_job_qstat_j_still_holds_is_unknown_not_ended():
+    executor = Recorded({("qstat", "-xml"): (0, recorded("qstat-xml-empty.xml"), ""),
+                         ("qstat", "-j"): (0, recorded("qstat-j-running.txt"), "")})
+    assert (await GridEngineScheduler().query(executor, [ref("2")]))["2"].state is JobState.UNKNOWN
+
+
+async def test_a_failing_qstat_makes_every_job_unknown():
+    executor = Recorded({("qstat", "-xml"): (1, "", "error: commlib error: got select error")})
+    infos = await GridEngineScheduler().query(executor, [ref("2"), ref("3")])
+    assert {i.state for i in infos.values()} == {JobState.UNKNOWN}
+    garbled = Recorded({("qstat", "-xml"): (0, "<job_info><job_list>", "")})
+    assert (await GridEngineScheduler().query(garbled, [ref("2")]))["2"].state is JobState.UNKNOWN
+
+
+async def test_cancelling_a_job_that_has_left_is_no_error():
+    executor = Recorded({("qdel",): (1, recorded("qdel-missing.txt"), "")})
+    await GridEngineScheduler().cancel(executor, ref("2"))
+
+
+async def test_find_lists_only_unfinished_jobs_of_the_name():
+    executor = Recorded({("qstat", "-xml", "-u", "pwtestuser"): (0, recorded("qstat-xml-mixed.xml"), "")})
+    assert await GridEngineScheduler().find(executor, "pwheld", "/jobs/x") == ["5"]
+    assert await GridEngineScheduler().find(executor, "nosuch", "/jobs/x") == []
