@@ -4,7 +4,7 @@
 #   make test-quick  the unit tests only (no root, no system packages)
 #   make docs        the documentation site, built with -W
 #   make bench       the benchmarks in benchmarks/, printed as tables
-#   make lint        ruff
+#   make lint        ruff and mypy
 # Everything Python goes into $(VENV); configurable-http-proxy into ./node_modules.
 
 PYTHON ?= python3
@@ -39,6 +39,7 @@ bench: $(VENV)/.installed-bench
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) docs/_build test-artifacts demo-state
