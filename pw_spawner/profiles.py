@@ -571,7 +571,7 @@ def build_profiles(config_list: Iterable[Any] = (), directory: str | Path | None
 
 
 def parse_env_lines(text: str) -> dict[str, str]:
-    """The form's textarea: one ``NAME=value`` a line; blank lines and ``#`` comments ignored."""
+    """The form's textarea: one ``NAME=value`` per line; blank lines and ``#`` comments ignored."""
     env: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()

@@ -97,7 +97,7 @@ class PWSpawner(Spawner):
     profiles_dir = Unicode(
         "",
         config=True,
-        help="A directory of profile YAML files (one profile or a list of them a file), read at each "
+        help="A directory of profile YAML files (one profile, or a list of them, per file), read at each "
         "spawn so that edits need no hub restart. Check them with `pw-spawner check`.",
     )
     scheduler = CaselessStrEnum(

@@ -1,4 +1,4 @@
-"""What a job launches on its node, one module an app.
+"""What a job launches on its node, one module per app.
 
 An app contributes an :class:`AppLaunch`: the command, the template block that starts it and waits for
 its port, and the landing path (SLUG) that service.json reports. Schedulers and SSH are not its business.
@@ -24,7 +24,7 @@ class AppLaunch:
     template: str
     command: tuple[str, ...]
     slug: str = ""
-    #: ``/me`` for an http server, ``/sme`` for https (the seed's service.json convention).
+    #: ``/me`` for an http server, ``/sme`` for https (what service.json's URL field means).
     url: str = "/me"
     #: For apps behind ``jupyter-standaloneproxy``: the proxy's command (it authenticates with the hub).
     proxy: tuple[str, ...] = ()

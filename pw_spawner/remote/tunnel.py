@@ -131,7 +131,7 @@ class TunnelService:
         old = self.forwards.get(key)
         if old is not None and old.target != target:
             await self.close(key)  # moves to another login node: under that node's lock
-        # Connecting happens outside the lock (the pool makes one attempt a target at a time).
+        # Connecting happens outside the lock (the pool makes one attempt per target at a time).
         try:
             conn = await connection(target, self.options, self.connect_timeout)
         except ExecutorError as exc:

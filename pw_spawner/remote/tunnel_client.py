@@ -33,7 +33,7 @@ from .tunnel_protocol import MAX_REQUEST
 
 
 class Tunnels(abc.ABC):
-    """Open and close forwards by key (one key a user's server)."""
+    """Open and close forwards by key (one key per user's server)."""
 
     async def open(self, key: str, target: SSHTarget, remote_host: str, remote_port: int,
                    local_port: int = 0) -> int:

@@ -1,5 +1,5 @@
 """The tunnel process's API, both sides of it: operations, the requests that ask for them, and
-how a message travels (one JSON object a line on a unix socket).
+how a message travels (one JSON object per line on a unix socket).
 
 The hub (:mod:`.tunnel_client`) builds requests with the functions below and reads answers with
 :func:`decode`; the tunnel process (:mod:`.tunnel`) reads requests with :func:`decode` and writes

@@ -1,6 +1,6 @@
 """Schedulers: submit, query and cancel jobs, read each scheduler's output, write its directives.
 
-One module a scheduler, each a :class:`Scheduler` with a ``kind``: ``local`` and ``controller``
+One module per scheduler, each a :class:`Scheduler` with a ``kind``: ``local`` and ``controller``
 (:mod:`.local`), ``pbs`` and ``torque`` (:mod:`.pbs`), ``slurm`` (:mod:`.slurm`). They run their
 commands through an executor, so they work the same on the hub host and over SSH, and they never
 raise on an unreadable answer: a query that fails is :data:`JobState.UNKNOWN`, not "gone".

@@ -2,7 +2,7 @@
 
 Invoked (through the executor, so ``sudo -u`` applies) as
 ``python -I -S .../local_runner.py submit JOB_DIR [NICENESS]``, ``cancel JOB_DIR`` or
-``status JOB_DIR...`` (one line of JSON a directory: one call answers for every job). It uses only
+``status JOB_DIR...`` (one line of JSON per directory: one call answers for every job). It uses only
 the standard library and keeps everything it knows in the job directory, so a restarted hub can
 ask about a job it started before. The job id is the process group's id. Where the hub itself is
 the job's account, it calls :func:`job_status` and :func:`cancel` in its own process instead of

@@ -17,7 +17,7 @@ from ..remote.executor import Executor, ExecutorError
 from ..status import JobState
 from .base import JobInfo, JobRef, Scheduler, SchedulerError, SubmitError
 
-#: ``qstat``'s state letters, one word a job: ``qw`` waiting, ``hqw`` held, ``r`` running,
+#: ``qstat``'s state letters, one word per job: ``qw`` waiting, ``hqw`` held, ``r`` running,
 #: ``t`` being transferred to its node, ``Eqw`` in error (it will not run), ``dr`` being deleted,
 #: ``s``/``S``/``T`` suspended, ``R`` restarted, ``z`` finished (``qstat -s z`` only). The letter
 #: that decides comes first here.

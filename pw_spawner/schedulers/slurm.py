@@ -148,7 +148,7 @@ class SlurmScheduler(Scheduler):
         """A second opinion on jobs squeue did not list, in one call: ended, or unknown.
 
         ``scontrol -o show job`` lists every job slurmctld still holds (finished ones for
-        MinJobAge), one a line; jobs it no longer holds are looked up in accounting with one
+        MinJobAge), one per line; jobs it no longer holds are looked up in accounting with one
         ``sacct -j a,b,...``, and a job neither knows is gone.
         """
         try:
