@@ -88,7 +88,8 @@ async def test_invalid_partition_is_shown_to_the_user(slurm_spawner):
     spawner = slurm_spawner(user_options={"profile": "nowhere"})
     with pytest.raises(Exception) as info:
         await spawner.start()
-    assert info.value.jupyterhub_message == "Slurm refused the job: Invalid partition name specified"
+    assert info.value.jupyterhub_message == ("Slurm refused the job: Invalid partition name specified "
+                                             "(invalid partition specified: nope)")
     assert spawner.job is None
 
 

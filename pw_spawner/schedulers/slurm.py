@@ -60,21 +60,38 @@ def parse_squeue(text: str) -> dict[str, JobInfo]:
         job_id, raw, reason, node = parts[0], parts[1], parts[2], parts[3]
         infos[job_id] = JobInfo(job_id, slurm_state(raw), raw,
                                 reason="" if reason in ("None", "(null)") else reason,
-                                node=node or None)
+                                node=None if node in ("", "(null)") else node)
     return infos
 
 
 def parse_scontrol(text: str) -> JobInfo | None:
-    """``scontrol show job ID``: ``Key=Value`` words over several lines."""
-    fields = dict(re.findall(r"(\w+)=(\S*)", text))
-    if "JobId" not in fields or "JobState" not in fields:
+    """``scontrol show job ID`` (``Key=Value`` words over several lines) or one line of
+    ``scontrol -o show job``.
+
+    The job's id is the record's first word. Its name, which any user chooses, runs up to the
+    ``UserId=`` that Slurm prints next and is left out: a name such as ``x JobId=5 JobState=...``
+    must not speak for another job (each key's first occurrence counts, after the name).
+    """
+    leading = re.match(r"\s*JobId=(\d+)\b", text)
+    if leading is None:
+        return None
+    rest = text[leading.end():]
+    # Up to the UserId= that follows it where Slurm printed one, else its first word.
+    name = (re.search(r"\bJobName=.*?(?=\s+UserId=)", rest, flags=re.DOTALL)
+            or re.search(r"\bJobName=\S*", rest))
+    if name is not None:
+        rest = rest[:name.start()] + rest[name.end():]
+    fields: dict[str, str] = {"JobId": leading.group(1)}
+    for key, value in re.findall(r"(\w+)=(\S*)", rest):
+        fields.setdefault(key, value)
+    if "JobState" not in fields:
         return None
     exit_code = None
     if re.fullmatch(r"\d+:\d+", fields.get("ExitCode", "")):
         exit_code = int(fields["ExitCode"].split(":")[0])
     node = fields.get("NodeList") or None
     return JobInfo(fields["JobId"], slurm_state(fields["JobState"]), fields["JobState"],
-                   reason="" if fields.get("Reason") in (None, "None") else fields["Reason"],
+                   reason="" if fields.get("Reason") in (None, "None", "(null)") else fields["Reason"],
                    node=None if node in (None, "(null)") else node, exit_code=exit_code)
 
 
@@ -92,7 +109,7 @@ def parse_sacct(text: str, job_id: str) -> JobInfo | None:
 
 def parse_private_data(config: str) -> set[str]:
     """The ``PrivateData`` words of ``scontrol show config`` (``none`` gives an empty set)."""
-    match = re.search(r"^PrivateData\s*=\s*(\S*)", config, re.MULTILINE)
+    match = re.search(r"^PrivateData[ \t]*=[ \t]*(\S*)", config, re.MULTILINE)
     words = {w.strip().lower() for w in (match.group(1) if match else "").split(",")}
     return words - {"", "none", "(null)"}
 
@@ -101,8 +118,13 @@ def submit_error_message(stderr: str) -> str:
     """The part of sbatch's complaint a user can act on."""
     lines = [line.removeprefix("sbatch: error: ").strip() for line in stderr.splitlines() if line.strip()]
     failed = [line for line in lines if line.startswith("Batch job submission failed")]
-    picked = failed[-1].split(":", 1)[-1].strip() if failed else (lines[-1] if lines else "")
-    return picked or "sbatch failed without saying why"
+    if not failed:
+        return lines[-1] if lines else "sbatch failed without saying why"
+    reason = failed[-1].split(":", 1)[-1].strip()
+    # What sbatch said before its verdict names the cause ("Memory specification can not be
+    # satisfied", the partition's name): kept, after the verdict.
+    details = [line for line in lines if not line.startswith("Batch job submission failed")]
+    return f"{reason} ({'; '.join(details)})" if details else (reason or "sbatch failed without saying why")
 
 
 class SlurmScheduler(Scheduler):
