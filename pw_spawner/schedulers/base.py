@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from ..remote.executor import Executor
+from ..remote.executor import CommandResult, Executor, ExecutorError
 from ..status import JobState
 
 if TYPE_CHECKING:
@@ -97,6 +97,18 @@ class Scheduler(abc.ABC):
         """The directive lines for ``job`` (named ``name``, its output in ``output``), prefix included,
         with the profile's ``extra_directives`` for this kind at the end; none by default."""
         return []
+
+    async def _submit_in(self, executor: Executor, job_dir: str, argv: Sequence[str], script: str,
+                         scheduler_name: str) -> CommandResult:
+        """Make the job directory (the scheduler opens the job's output file there), then run the
+        submit command ``argv`` with the script on stdin; SubmitError when either cannot run."""
+        try:
+            made = await executor.run(["mkdir", "-p", "-m", "0700", "--", job_dir])
+            if not made.ok:
+                raise SubmitError(f"cannot create the job directory: {made.message()}")
+            return await executor.run(argv, input=script, timeout=60)
+        except ExecutorError as exc:
+            raise SubmitError(f"{scheduler_name} could not be reached: {exc}") from exc
 
     def _prefixed(self, lines: Sequence[str], job: JobSpec) -> list[str]:
         return [f"{self.directive_prefix} {line}" for line in (*lines, *job.extra_for(self.kind))]

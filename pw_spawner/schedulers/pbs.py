@@ -108,27 +108,24 @@ class PBSScheduler(Scheduler):
     flavor = "pro"
 
     def directives(self, job: JobSpec, name: str, output: str) -> list[str]:
-        chunk = f"select={job.nodes}:ncpus={job.cores}"
-        if job.memory_mb:
-            chunk += f":mem={_mem_gb_or_mb(job.memory_mb)}"
-        if job.gpus:
-            chunk += f":ngpus={job.gpus}"
-        lines = [f"-N {name}", f"-o {output}", "-j oe", f"-l {chunk}",
-                 f"-l walltime={format_walltime(job.walltime_s)}"]
+        lines = [f"-N {name}", f"-o {output}", "-j oe", *self._resource_lines(job)]
         if job.partition:
             lines.append(f"-q {job.partition}")
         if job.account:
             lines.append(f"-A {job.account}")
         return self._prefixed(lines, job)
 
+    def _resource_lines(self, job: JobSpec) -> list[str]:
+        """The ``-l`` lines: PBS Pro's one ``select=`` chunk (memory and GPUs in it), walltime."""
+        chunk = f"select={job.nodes}:ncpus={job.cores}"
+        if job.memory_mb:
+            chunk += f":mem={_mem_gb_or_mb(job.memory_mb)}"
+        if job.gpus:
+            chunk += f":ngpus={job.gpus}"
+        return [f"-l {chunk}", f"-l walltime={format_walltime(job.walltime_s)}"]
+
     async def submit(self, executor: Executor, script: str, *, name: str, job_dir: str) -> str:
-        try:
-            made = await executor.run(["mkdir", "-p", "-m", "0700", "--", job_dir])
-            if not made.ok:
-                raise SubmitError(f"cannot create the job directory: {made.message()}")
-            result = await executor.run(["qsub"], input=script, timeout=60)
-        except ExecutorError as exc:
-            raise SubmitError(f"PBS could not be reached: {exc}") from exc
+        result = await self._submit_in(executor, job_dir, ["qsub"], script, "PBS")
         job_id = result.stdout.strip()
         if not result.ok or not re.fullmatch(r"\d+(\[\d*\])?(\.[\w.-]+)?", job_id):
             said = result.stderr.strip().removeprefix("qsub: ") or job_id
@@ -194,16 +191,12 @@ class TorqueScheduler(PBSScheduler):
     summary = "submits with qsub, Torque (`nodes=:ppn=` directives)"
     flavor = "torque"
 
-    def directives(self, job: JobSpec, name: str, output: str) -> list[str]:
+    def _resource_lines(self, job: JobSpec) -> list[str]:
+        """Torque's ``nodes=:ppn=`` (GPUs in it), walltime, and memory on a line of its own."""
         nodes = f"nodes={job.nodes}:ppn={job.cores}"
         if job.gpus:
             nodes += f":gpus={job.gpus}"
-        lines = [f"-N {name}", f"-o {output}", "-j oe", f"-l {nodes}",
-                 f"-l walltime={format_walltime(job.walltime_s)}"]
+        lines = [f"-l {nodes}", f"-l walltime={format_walltime(job.walltime_s)}"]
         if job.memory_mb:
             lines.append(f"-l mem={_mem_gb_or_mb(job.memory_mb)}")
-        if job.partition:
-            lines.append(f"-q {job.partition}")
-        if job.account:
-            lines.append(f"-A {job.account}")
-        return self._prefixed(lines, job)
+        return lines

@@ -123,14 +123,8 @@ class GridEngineScheduler(Scheduler):
         return self._prefixed(lines, job)
 
     async def submit(self, executor: Executor, script: str, *, name: str, job_dir: str) -> str:
-        try:
-            made = await executor.run(["mkdir", "-p", "-m", "0700", "--", job_dir])
-            if not made.ok:
-                raise SubmitError(f"cannot create the job directory: {made.message()}")
-            # -terse: only the job id on stdout ("12", or "12.1-4:1" for an array).
-            result = await executor.run(["qsub", "-terse"], input=script, timeout=60)
-        except ExecutorError as exc:
-            raise SubmitError(f"Grid Engine could not be reached: {exc}") from exc
+        # -terse: only the job id on stdout ("12", or "12.1-4:1" for an array).
+        result = await self._submit_in(executor, job_dir, ["qsub", "-terse"], script, "Grid Engine")
         job_id = result.stdout.strip().split(".", 1)[0]
         if not result.ok or not job_id.isdigit():
             said = submit_error_message(result.stderr, result.stdout)

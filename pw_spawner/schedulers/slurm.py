@@ -151,14 +151,7 @@ class SlurmScheduler(Scheduler):
         return self._prefixed(lines, job)
 
     async def submit(self, executor: Executor, script: str, *, name: str, job_dir: str) -> str:
-        # The job dir must exist before Slurm opens --output in it.
-        try:
-            made = await executor.run(["mkdir", "-p", "-m", "0700", "--", job_dir])
-            if not made.ok:
-                raise SubmitError(f"cannot create the job directory: {made.message()}")
-            result = await executor.run(["sbatch", "--parsable"], input=script, timeout=60)
-        except ExecutorError as exc:
-            raise SubmitError(f"Slurm could not be reached: {exc}") from exc
+        result = await self._submit_in(executor, job_dir, ["sbatch", "--parsable"], script, "Slurm")
         if not result.ok:
             raise SubmitError(f"Slurm refused the job: {submit_error_message(result.stderr)}")
         job_id = result.stdout.strip().split(";")[0]
