@@ -8,8 +8,7 @@ Usage::
 
 Needs root and the Debian packages ``gridengine-master``, ``gridengine-exec`` and
 ``gridengine-client`` (``.ci/install-system.sh``). Only the standard library is used (plus
-``support.net`` and ``support.slurm_cluster``'s ``ensure_user``/``run_as``, imported lazily so
-that this file also runs as the watchdog script, see below).
+``support.processes``, ``support.net`` and ``support.slurm_cluster``'s ``ensure_user``/``run_as``).
 
 A private cell, not the installed one. The Debian packages create a cell
 (``SGE_ROOT=/var/lib/gridengine``, ``SGE_CELL=default``, BerkeleyDB spool under
@@ -45,7 +44,7 @@ with SGE_ROOT, SGE_CELL and the two ports.)
 Daemons and jobs never outlive the test session: ``stop()`` deletes every job, stops both
 daemons and kills any process left whose environment names this cell's ``SGE_ROOT`` (shepherds,
 job scripts and their children) or that shares a session with one; it is registered with
-``atexit``; and a watchdog process (this file run as a script) holds a pipe from the test
+``atexit``; and a watchdog process (``support.processes.Watchdog``) holds a pipe from the test
 process and does the same when that pipe closes without a clean ``stop()`` (the test process
 was killed, even by SIGKILL), then removes the private root.
 
@@ -63,15 +62,25 @@ import contextlib
 import os
 import pwd
 import shutil
-import signal
 import socket
-import stat
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from support.processes import (
+    Watchdog,
+    kill_with_sessions,
+    pids_with_environment,
+    read_orders,
+    signal_all,
+    tail,
+    terminate,
+    wait_zombies_reaped,
+    world_traversable,
+)
 
 __all__ = [
     "CELL_NAME",
@@ -156,136 +165,15 @@ def _mem_total_kib() -> int:
     return 1024 * 1024  # pragma: no cover
 
 
-def _world_traversable(path: Path) -> bool:
-    """True when every directory from / down to ``path`` has o+x."""
-    path = path.resolve()
-    for p in (path, *path.parents):
-        try:
-            if not os.stat(p).st_mode & stat.S_IXOTH:
-                return False
-        except OSError:
-            return False
-    return True
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as e:
-        return f"<cannot read {path}: {e}>"
-    return "\n".join(text.splitlines()[-lines:]) or "<empty>"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _session_of(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            # pid (comm) state ppid pgrp session ...
-            return int(f.read().rsplit(")", 1)[1].split()[3])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _signal_all(live: Iterable[int], grace: float) -> None:
-    """SIGTERM every pid, SIGKILL whatever is left after ``grace`` seconds."""
-    live = [p for p in live if p > 1]
-    for pid in live:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_pid_alive(p) for p in live):
-        time.sleep(0.05)
-    for pid in live:
-        if _pid_alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def _terminate(pids: Mapping[int, str], grace: float = _KILL_GRACE) -> None:
-    """Signal each pid whose command line still contains its expected name (see _signal_all)."""
-    _signal_all([pid for pid, name in pids.items() if pid > 1 and name in _cmdline(pid)], grace)
-
-
 def _cell_pids(root: str) -> list[int]:
     """Processes whose environment holds ``SGE_ROOT=<root>``: this cell's daemons, their
     shepherds and the jobs (Grid Engine sets SGE_ROOT in every job's environment)."""
-    needle = _ROOT_VAR + os.fsencode(root)
-    me = os.getpid()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                env = f.read().split(b"\0")
-        except OSError:
-            continue
-        if needle in env:
-            found.append(int(entry))
-    return found
+    return pids_with_environment(_ROOT_VAR + os.fsencode(root))
 
 
 def _kill_cell_processes(root: str, grace: float = 2) -> None:
-    """Kill every process of the cell at ``root`` and every process sharing a session with
-    one (a job that cleared its environment still lives in the session its shepherd made)."""
-    pids = _cell_pids(root)
-    if not pids:
-        return
-    protected = {None, 0, 1, os.getsid(0)}
-    sids = {_session_of(p) for p in pids} - protected
-    victims = set(pids)
-    if sids:
-        for entry in os.listdir("/proc"):
-            if entry.isdigit() and _session_of(int(entry)) in sids:
-                victims.add(int(entry))
-    victims.discard(os.getpid())
-    _signal_all(victims, grace)
-
-
-def _wait_zombies_reaped(names: Iterable[str], timeout: float = 3) -> None:
-    """Wait (bounded) until no zombie with one of these command names is left (a shepherd
-    whose execd died first is init's to reap), so ``pgrep sge_`` is empty after ``stop()``."""
-    wanted = {f"({n[:15]})" for n in names}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        zombies = False
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    head, _, rest = f.read().rpartition(")")
-            except OSError:
-                continue
-            comm = head[head.find("(") :] + ")"
-            if comm in wanted and rest.split()[:1] == ["Z"]:
-                zombies = True
-                break
-        if not zombies:
-            return
-        time.sleep(0.1)
+    """Kill every process of the cell at ``root`` and every process sharing a session with one."""
+    kill_with_sessions(_cell_pids(root), grace)
 
 
 def _host_aliases(host: str) -> list[str]:
@@ -350,7 +238,7 @@ class SGECell:
         self._own_root = False
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._log_offsets: dict[str, int] = {}
-        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._watchdog: Watchdog | None = None
         self._started = False
 
     # -- paths ---------------------------------------------------------------------------
@@ -466,7 +354,7 @@ class SGECell:
         if not any(p.exists() for p in paths):  # after stop(): the copies in log_dir
             paths = sorted(self.log_dir.glob("*.messages"))
         paths += sorted(self.log_dir.glob("*.stdout"))
-        return "\n".join(f"--- {p} (last {lines} lines) ---\n{_tail(p, lines)}" for p in paths)
+        return "\n".join(f"--- {p} (last {lines} lines) ---\n{tail(p, lines)}" for p in paths)
 
     def qconf(self, *args: str, timeout: float = 30) -> str:
         """``qconf ARGS`` as root; its output, or RuntimeError with what it said."""
@@ -584,7 +472,7 @@ class SGECell:
             self.admin_user = "sgeadmin"
         except KeyError:
             self.admin_user = "root"
-        if _world_traversable(self.base_dir):
+        if world_traversable(self.base_dir):
             self.root = self.base_dir / "root"
             shutil.rmtree(self.root, ignore_errors=True)
             self.root.mkdir()
@@ -909,42 +797,19 @@ class SGECell:
 
     # -- watchdog ------------------------------------------------------------------------
     def _start_watchdog(self) -> None:
-        self._watchdog = subprocess.Popen(
-            [sys.executable, "-I", os.path.abspath(__file__), "--watchdog"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # survive a Ctrl-C / killpg aimed at the tests
-        )
+        self._watchdog = Watchdog("support.sge_cell")
         self._tell_watchdog(f"root {self.root}")
         if self._own_root:
             self._tell_watchdog(f"rmdir {self.root}")
 
     def _tell_watchdog(self, line: str) -> None:
-        wd = self._watchdog
-        if wd is None or wd.stdin is None or wd.stdin.closed:
-            return
-        try:
-            wd.stdin.write(line.encode() + b"\n")
-            wd.stdin.flush()
-        except (BrokenPipeError, OSError):
-            pass
+        if self._watchdog is not None:
+            self._watchdog.tell(line)
 
     def _close_watchdog(self) -> None:
         wd, self._watchdog = self._watchdog, None
-        if wd is None:
-            return
-        if wd.stdin is not None and not wd.stdin.closed:
-            with contextlib.suppress(BrokenPipeError, OSError):
-                wd.stdin.write(b"done\n")
-                wd.stdin.flush()
-            with contextlib.suppress(BrokenPipeError, OSError):
-                wd.stdin.close()
-        try:
-            wd.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            wd.kill()
-            wd.wait()
+        if wd is not None:
+            wd.close()
 
     # -- stop ----------------------------------------------------------------------------
     def _delete_all_jobs(self) -> None:
@@ -973,7 +838,7 @@ class SGECell:
             if proc is None:
                 continue
             if proc.poll() is None:
-                _signal_all([proc.pid], grace)
+                signal_all([proc.pid], grace)
             proc.wait()  # our child (SGE_ND): reap it so no zombie is left
 
     def stop(self) -> None:
@@ -989,7 +854,7 @@ class SGECell:
             self._kill_daemons()
             if self.root is not None:
                 _kill_cell_processes(str(self.root))
-            _wait_zombies_reaped(["sge_shepherd", "sge_execd", "sge_qmaster"])
+            wait_zombies_reaped(["sge_shepherd", "sge_execd", "sge_qmaster"])
         finally:
             self._close_watchdog()
             if self._own_root and self.root is not None:
@@ -1006,33 +871,17 @@ class SGECell:
 
 
 def _watchdog_main(lines: Iterable[str]) -> None:
-    """Runs in a separate process; reads commands from the test process, one a line:
-    ``pid <pid> <name>``, ``root <SGE_ROOT>``, ``rmdir <path>``, ``done``.  At EOF without
-    ``done`` (the test process died), kill everything registered."""
-    pids: dict[int, str] = {}
-    roots: list[str] = []
-    rmdirs: list[str] = []
-    for raw in lines:
-        cmd, _, arg = raw.rstrip("\n").partition(" ")
-        if cmd == "done":
-            return
-        if cmd == "pid":
-            pid, _, name = arg.partition(" ")
-            pids[int(pid)] = name
-        elif cmd == "root":
-            roots.append(arg)
-        elif cmd == "rmdir":
-            rmdirs.append(arg)
+    """The watchdog (see support.processes): at the end of its orders (``pid <pid> <name>``,
+    ``root <SGE_ROOT>``, ``rmdir <path>``) without ``done``, kill everything it was told of."""
+    told = read_orders(lines)
+    if told is None:
+        return
+    pids, orders = told
     # Daemons first (so execd starts no new jobs), then shepherds and jobs.
-    _terminate({p: n for p, n in pids.items() if n == "sge_execd"})
-    _terminate({p: n for p, n in pids.items() if n != "sge_execd"}, grace=_QMASTER_GRACE)
-    for root in roots:
+    terminate({p: n for p, n in pids.items() if n == "sge_execd"}, _KILL_GRACE)
+    terminate({p: n for p, n in pids.items() if n != "sge_execd"}, _QMASTER_GRACE)
+    for root in orders.get("root", []):
         _kill_cell_processes(root)
-    _wait_zombies_reaped(["sge_shepherd", "sge_execd", "sge_qmaster"])
-    for d in rmdirs:
+    wait_zombies_reaped(["sge_shepherd", "sge_execd", "sge_qmaster"])
+    for d in orders.get("rmdir", []):
         shutil.rmtree(d, ignore_errors=True)
-
-
-if __name__ == "__main__" and sys.argv[1:] == ["--watchdog"]:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _watchdog_main(sys.stdin)

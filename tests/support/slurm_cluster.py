@@ -6,7 +6,7 @@ Usage::
         subprocess.run(["sinfo"], env={**os.environ, **cluster.env})
 
 Needs root and the Debian packages ``slurm-wlm`` and ``munge`` (``.ci/install-system.sh``).
-Only the standard library is used.
+Only the standard library is used (and ``support.net``, ``support.processes``).
 
 Layout: state, logs and pid files live in ``base_dir`` (private is fine: the daemons run
 as root).  ``slurm.conf`` and ``SlurmdSpoolDir`` must be reachable by ordinary users (their
@@ -15,7 +15,7 @@ to ``base_dir/run`` when ``base_dir`` is world-traversable, else to a fresh ``/t
 directory (mode 0755) that ``stop()`` removes.
 
 Daemons never outlive the test session: ``stop()`` is registered with ``atexit``, and a
-small watchdog process (this file run as a script) holds a pipe from the test process; when
+small watchdog process (``support.processes.Watchdog``) holds a pipe from the test process; when
 that pipe closes without a clean ``stop()`` (the test process was killed, even by SIGKILL)
 the watchdog kills the daemons, their job steps, and a munged that this object started.
 """
@@ -30,13 +30,24 @@ import shlex
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+
+from support.net import free_ports
+from support.processes import (
+    Watchdog,
+    kill_with_sessions,
+    pids_with_environment,
+    read_orders,
+    tail,
+    terminate,
+    wait_zombies_reaped,
+    world_traversable,
+)
 
 __all__ = [
     "CLUSTER_NAME",
@@ -105,142 +116,16 @@ def _half_free_memory_mib() -> int:
     return max(1, kib // 1024 // 2)
 
 
-def _world_traversable(path: Path) -> bool:
-    """True when every directory from / down to ``path`` has o+x."""
-    path = path.resolve()
-    for p in (path, *path.parents):
-        try:
-            if not os.stat(p).st_mode & stat.S_IXOTH:
-                return False
-        except OSError:
-            return False
-    return True
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as e:
-        return f"<cannot read {path}: {e}>"
-    return "\n".join(text.splitlines()[-lines:]) or "<empty>"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def _stepd_pids(conf: str) -> list[int]:
-    """slurmstepd processes started by the slurmd that uses ``conf``.
-
-    slurmstepd daemonizes away from slurmd, but it inherits slurmd's environment, which
-    holds ``SLURM_CONF=<conf>``.
-    """
-    needle = b"SLURM_CONF=" + os.fsencode(conf)
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        pid = int(entry)
-        if "slurmstepd" not in _cmdline(pid):
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                env = f.read().split(b"\0")
-        except OSError:
-            continue
-        if needle in env:
-            found.append(pid)
-    return found
-
-
-def _session_of(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            # pid (comm) state ppid pgrp session ...
-            return int(f.read().rsplit(")", 1)[1].split()[3])
-    except (OSError, IndexError, ValueError):
-        return None
+    """slurmstepd processes started by the slurmd that uses ``conf`` (slurmstepd daemonizes away
+    from slurmd, but it inherits slurmd's environment, which holds ``SLURM_CONF=<conf>``)."""
+    return pids_with_environment(b"SLURM_CONF=" + os.fsencode(conf), "slurmstepd")
 
 
 def _kill_steps(conf: str, grace: float = 2) -> None:
     """Kill this cluster's slurmstepd processes and the job processes in their sessions
     (killing slurmstepd alone leaves the batch script and its children running)."""
-    stepds = _stepd_pids(conf)
-    if not stepds:
-        return
-    protected = {None, 0, 1, os.getsid(0)}
-    sids = {_session_of(p) for p in stepds} - protected
-    victims = set(stepds)
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and _session_of(int(entry)) in sids:
-            victims.add(int(entry))
-    victims.discard(os.getpid())
-    _signal_all(victims, grace)
-
-
-def _terminate(pids: Mapping[int, str], grace: float = _KILL_GRACE) -> None:
-    """SIGTERM each pid whose command line still contains its expected name; SIGKILL
-    whatever is left after ``grace`` seconds."""
-    _signal_all([pid for pid, name in pids.items() if pid > 1 and name in _cmdline(pid)], grace)
-
-
-def _signal_all(live: Iterable[int], grace: float) -> None:
-    live = list(live)
-    for pid in live:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_pid_alive(p) for p in live):
-        time.sleep(0.05)
-    for pid in live:
-        if _pid_alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def _wait_zombies_reaped(names: Iterable[str], timeout: float = 3) -> None:
-    """Wait (bounded) until no zombie with one of these command names is left.
-
-    slurmstepd daemonizes, so when it exits it is init's zombie until init reaps it
-    (up to ~1 s here); waiting keeps ``pgrep slurm`` empty right after ``stop()``."""
-    wanted = {f"({n})" for n in names}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        zombies = False
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    head, _, rest = f.read().rpartition(")")
-            except OSError:
-                continue
-            comm = head[head.find("(") :] + ")"
-            if comm in wanted and rest.split()[:1] == ["Z"]:
-                zombies = True
-                break
-        if not zombies:
-            return
-        time.sleep(0.1)
+    kill_with_sessions(_stepd_pids(conf), grace)
 
 
 def _read_pid(path: Path) -> int | None:
@@ -333,7 +218,7 @@ class SlurmCluster:
         self._own_run_dir = False
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._munged_pid: int | None = None  # set only when this object started munged
-        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._watchdog: Watchdog | None = None
         self._started = False
 
     # -- paths ---------------------------------------------------------------------------
@@ -406,7 +291,7 @@ class SlurmCluster:
     def logs(self, lines: int = 40) -> str:
         """Tails of both daemon logs (for error messages)."""
         return "\n".join(
-            f"--- {log} (last {lines} lines) ---\n{_tail(log, lines)}"
+            f"--- {log} (last {lines} lines) ---\n{tail(log, lines)}"
             for log in (self.slurmctld_log, self.slurmd_log)
         )
 
@@ -432,10 +317,6 @@ class SlurmCluster:
             self._prepare_dirs()
             self._start_watchdog()
             self._ensure_munge()
-            # Imported here: the watchdog runs this file as a script with -I, where the
-            # tests' support package is not importable.
-            from support.net import free_ports
-
             # The ports are free when picked; if another process grabs one before
             # slurmctld binds it, pick again.
             for attempt in range(3):
@@ -484,7 +365,7 @@ class SlurmCluster:
         for d in (self.base_dir, self.state_dir, self.log_dir):
             d.mkdir(parents=True, exist_ok=True)
             os.chown(d, 0, 0)  # SlurmUser=root
-        if _world_traversable(self.base_dir):
+        if world_traversable(self.base_dir):
             self.run_dir = self.base_dir / "run"
             self.run_dir.mkdir(exist_ok=True)
             self._own_run_dir = False
@@ -627,7 +508,7 @@ class SlurmCluster:
         if not _munge_works():
             raise RuntimeError(
                 f"munged did not come up ({shlex.join(cmd)} -> rc {r.returncode}): "
-                f"{r.stdout}{r.stderr}\n{_tail(Path('/var/log/munge/munged.log'))}"
+                f"{r.stdout}{r.stderr}\n{tail(Path('/var/log/munge/munged.log'))}"
             )
         pid = _read_pid(_MUNGE_PID_FILE)
         if pid is not None:
@@ -662,42 +543,19 @@ class SlurmCluster:
 
     # -- watchdog ------------------------------------------------------------------------
     def _start_watchdog(self) -> None:
-        self._watchdog = subprocess.Popen(
-            [sys.executable, "-I", os.path.abspath(__file__), "--watchdog"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # survive a Ctrl-C / killpg aimed at the tests
-        )
+        self._watchdog = Watchdog("support.slurm_cluster")
         self._tell_watchdog(f"conf {self.conf_path}")
         if self._own_run_dir:
             self._tell_watchdog(f"rmdir {self.run_dir}")
 
     def _tell_watchdog(self, line: str) -> None:
-        wd = self._watchdog
-        if wd is None or wd.stdin is None or wd.stdin.closed:
-            return
-        try:
-            wd.stdin.write(line.encode() + b"\n")
-            wd.stdin.flush()
-        except (BrokenPipeError, OSError):
-            pass
+        if self._watchdog is not None:
+            self._watchdog.tell(line)
 
     def _close_watchdog(self) -> None:
         wd, self._watchdog = self._watchdog, None
-        if wd is None:
-            return
-        if wd.stdin is not None and not wd.stdin.closed:
-            with contextlib.suppress(BrokenPipeError, OSError):
-                wd.stdin.write(b"done\n")
-                wd.stdin.flush()
-            with contextlib.suppress(BrokenPipeError, OSError):
-                wd.stdin.close()
-        try:
-            wd.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            wd.kill()
-            wd.wait()
+        if wd is not None:
+            wd.close()
 
     # -- stop ----------------------------------------------------------------------------
     def _cancel_all_jobs(self) -> None:
@@ -727,7 +585,7 @@ class SlurmCluster:
             proc = self._procs.get(name)
             if proc is not None and proc.poll() is None:
                 pids[proc.pid] = name
-        _terminate(pids)
+        terminate(pids, _KILL_GRACE)
         for name, proc in list(self._procs.items()):
             # With -D the daemons are our children: reap them so no zombie is left.
             try:
@@ -758,10 +616,10 @@ class SlurmCluster:
                 _kill_steps(str(self.conf_path))
             names = ["slurmstepd", "slurmctld", "slurmd", "slurmscriptd"]
             if self._munged_pid is not None:
-                _terminate({self._munged_pid: "munged"})
+                terminate({self._munged_pid: "munged"}, _KILL_GRACE)
                 self._munged_pid = None
                 names.append("munged")
-            _wait_zombies_reaped(names)
+            wait_zombies_reaped(names)
         finally:
             self._close_watchdog()
             if self._own_run_dir and self.run_dir is not None:
@@ -769,32 +627,16 @@ class SlurmCluster:
 
 
 def _watchdog_main(lines: Iterable[str]) -> None:
-    """Runs in a separate process; reads commands from the test process, one a line:
-    ``pid <pid> <name>``, ``conf <path>``, ``rmdir <path>``, ``done``.  At EOF without
-    ``done`` (the test process died), kill everything registered."""
-    pids: dict[int, str] = {}
-    confs: list[str] = []
-    rmdirs: list[str] = []
-    for raw in lines:
-        cmd, _, arg = raw.rstrip("\n").partition(" ")
-        if cmd == "done":
-            return
-        if cmd == "pid":
-            pid, _, name = arg.partition(" ")
-            pids[int(pid)] = name
-        elif cmd == "conf":
-            confs.append(arg)
-        elif cmd == "rmdir":
-            rmdirs.append(arg)
+    """The watchdog (see support.processes): at the end of its orders (``pid <pid> <name>``,
+    ``conf <path>``, ``rmdir <path>``) without ``done``, kill everything it was told of."""
+    told = read_orders(lines)
+    if told is None:
+        return
+    pids, orders = told
     # Daemons first (so slurmd starts no new steps), then job steps, then munged.
-    _terminate({p: n for p, n in pids.items() if n != "munged"})
-    for conf in confs:
+    terminate({p: n for p, n in pids.items() if n != "munged"}, _KILL_GRACE)
+    for conf in orders.get("conf", []):
         _kill_steps(conf)
-    _terminate({p: n for p, n in pids.items() if n == "munged"})
-    for d in rmdirs:
+    terminate({p: n for p, n in pids.items() if n == "munged"}, _KILL_GRACE)
+    for d in orders.get("rmdir", []):
         shutil.rmtree(d, ignore_errors=True)
-
-
-if __name__ == "__main__" and sys.argv[1:] == ["--watchdog"]:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _watchdog_main(sys.stdin)
