@@ -18,6 +18,10 @@ from ..status import JobState
 from . import local_runner
 from .base import JobInfo, JobRef, Scheduler, SchedulerError, SubmitError
 
+#: The runner's source, sent with each command of the ``controller`` target: read once, not at
+#: every scheduler made for a poll.
+RUNNER_SOURCE = Path(local_runner.__file__).read_text()
+
 _STATES = {
     "RUNNING": JobState.RUNNING,
     "COMPLETED": JobState.COMPLETED,
@@ -145,4 +149,4 @@ class ControllerScheduler(LocalScheduler):
 
     def __init__(self, python: str = "python3", *, niceness: int = 0):
         super().__init__(python, niceness=niceness)
-        self.runner = (python, "-I", "-S", "-c", Path(local_runner.__file__).read_text())
+        self.runner = (python, "-I", "-S", "-c", RUNNER_SOURCE)
