@@ -390,6 +390,15 @@ def test_finished_job_leaves_qstat_and_is_in_qacct(cell: SGECell) -> None:
     assert r.stderr.strip() == "error: job id 999999 not found"
 
 
+def _at_least_cell_processes(root: str, count: int, timeout: float = 15) -> list[int]:
+    """The cell's processes once there are ``count`` of them: qstat shows a job as running
+    ("r") as soon as it is dispatched, before execd has started its shepherd and the job."""
+    deadline = time.monotonic() + timeout
+    while len(_cell_pids(root)) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _cell_pids(root)
+
+
 def _no_cell_processes(root: str, timeout: float = 5) -> list[int]:
     deadline = time.monotonic() + timeout
     while _cell_pids(root) and time.monotonic() < deadline:
@@ -405,7 +414,7 @@ def test_stop_leaves_no_daemon_or_job(cell: SGECell, tmp_path: Path) -> None:
         job_id = _qsub(other, "-o", "/dev/null", "-j", "y", script="sleep 300\n")
         _wait_state(other, job_id, {"r"})
         root = str(other.root)
-        pids = _cell_pids(root)
+        pids = _at_least_cell_processes(root, 4)
         assert len(pids) >= 4, pids  # qmaster, execd, a shepherd, the job
     finally:
         other.stop()
@@ -429,7 +438,8 @@ def test_watchdog_cleans_up_after_a_killed_test_process(cell: SGECell, tmp_path:
         assert child.stdout is not None
         root = child.stdout.readline().strip()
         assert root.startswith("/"), child.communicate(timeout=30)
-        assert len(_cell_pids(root)) >= 4
+        pids = _at_least_cell_processes(root, 4)
+        assert len(pids) >= 4, pids  # qmaster, execd, a shepherd, the job
     finally:
         child.kill()
         child.wait()
