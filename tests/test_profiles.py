@@ -119,7 +119,7 @@ def test_multiline_description_is_kept():
         ({"job": {"walltime": "01:00:00", "hours": 1}}, "job.hours", "not both"),
         ({"job": {"partition": "short; rm -rf /"}}, "job.partition", "characters"),
         ({"job": {"extra_directives": ["--a\n#SBATCH --b"]}}, "job.extra_directives[0]", "single line"),
-        ({"job": {"extra_directives": {"lsf": ["x"]}}}, "job.extra_directives.lsf", "unknown key"),
+        ({"job": {"extra_directives": {"ll": ["x"]}}}, "job.extra_directives.ll", "unknown key"),
         ({"apps": ["emacs"]}, "apps[0]", "unknown app"),
         ({"environments": [{"slug": "a"}, {"slug": "a"}]}, "environments", "unique"),
         ({"environments": [{"slug": "a", "modules": ["x; reboot"]}]}, "environments[0].modules[0]", "module"),

@@ -45,7 +45,7 @@ def test_username_is_filled_into_account_and_key():
 
 @pytest.mark.parametrize(("change", "key"), [
     ({"known_hosts": None}, "known_hosts"),
-    ({"scheduler": "lsf"}, "scheduler"),
+    ({"scheduler": "loadleveler"}, "scheduler"),
     ({"key_file": None}, "key_file"),
     ({"name": "Has Space"}, "name"),
     ({"login_hosts": ["x"]}, "login_hosts"),
@@ -74,7 +74,7 @@ def test_two_resources_may_not_share_a_name():
 
 def test_a_bad_resource_stops_the_hub_at_startup():
     with pytest.raises(TraitError, match=r"resources\[cluster-a\]: scheduler"):
-        make_spawner(resources=[{**BASE, "scheduler": "lsf"}])
+        make_spawner(resources=[{**BASE, "scheduler": "loadleveler"}])
     config = Config()
     config.PWSpawner.profile_list = PROFILES
     config.PWSpawner.resources = [{**BASE, "known_hosts": None}]

@@ -40,7 +40,7 @@ def test_directive_spellings():
     assert not any("a100" in d for d in directives("pbs", job, "n", "/o"))
     assert directives("local", job, "n", "/o") == []
     with pytest.raises(ValueError, match="unknown scheduler"):
-        directives("lsf", job, "n", "/o")
+        directives("loadleveler", job, "n", "/o")
 
 
 def _request(tmp_path, cmd, **options):
