@@ -25,7 +25,8 @@ from pathlib import Path
 from _common import command_line, machine_line, print_table
 
 from pw_spawner.apps import jupyter_launch
-from pw_spawner.profiles import build_profiles, validate_options
+from pw_spawner.options import validate_options
+from pw_spawner.profiles import build_profiles
 from pw_spawner.scripts import ScriptRequest, render_script
 from pw_spawner.testing.spawners import make_spawner
 

@@ -3,10 +3,13 @@
     pw-spawner render --profile cpu-short [--env ...] [--app jupyter] [--user alice] \
         [--config jupyterhub_config.py] [--profiles DIR] [--scheduler slurm] [--set hours=2]
     pw-spawner check [--config jupyterhub_config.py] [--profiles DIR]
+    pw-spawner schema profiles|resources
 
 ``render`` builds the spawner a ``jupyterhub_config.py`` configures (``c.JupyterHub.spawner_class``,
 every setting of its classes) for a stand-in user and prints the script it would submit, byte for
 byte, submitting nothing. ``check`` validates the profiles and resources of that configuration.
+``schema`` prints the JSON Schema (draft 2020-12) of a profile file or of ``c.PWSpawner.resources``,
+for editors that complete and check YAML (e.g. a ``# yaml-language-server: $schema=...`` line).
 Exit 0 on success, 1 with the reason on a bad profile or option.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import pwd
 import sys
 from importlib.metadata import entry_points
@@ -26,9 +30,10 @@ from traitlets.config import Config, PyFileConfigLoader
 from traitlets.utils.importstring import import_item
 
 from .accounts import refuse_shared_account
-from .profiles import OptionsError, Profile, ProfileError, build_profiles
+from .options import OptionsError
+from .profiles import Profile, ProfileError, build_profiles, profiles_schema
 from .remote.executor import CommandResult, Executor, ExecutorError
-from .resources import ResourceError, build_resources
+from .resources import ResourceError, build_resources, resources_schema
 from .schedulers import scheduler_kinds
 
 if TYPE_CHECKING:
@@ -245,12 +250,24 @@ def check_config(config: Config) -> None:
         raise SystemExit(f"pw_spawner: refused configuration: {refused}")
 
 
+#: What ``pw-spawner schema`` prints: the JSON Schema of each part of the admin's configuration.
+SCHEMAS = {"profiles": profiles_schema, "resources": resources_schema}
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    json.dump(SCHEMAS[args.part](), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pw-spawner", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     tunnel = sub.add_parser("tunnel", help="run the tunnel process (SSH forwards for remote apps)")
     tunnel.add_argument("--socket", required=True, help="its API socket (the directory: mode 0700)")
     tunnel.add_argument("--log-level", default="INFO")
+    schema = sub.add_parser("schema", help="print the JSON Schema of profile files or of resources")
+    schema.add_argument("part", choices=tuple(SCHEMAS), help="which part of the configuration")
     for name in ("render", "check"):
         p = sub.add_parser(name, help={"render": "print the submit script of a profile",
                                        "check": "validate the configured profiles"}[name])
@@ -277,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return tunnel_main(["--socket", args.socket, "--log-level", args.log_level])
     try:
-        return cmd_render(args) if args.command == "render" else cmd_check(args)
+        commands = {"render": cmd_render, "check": cmd_check, "schema": cmd_schema}
+        return commands[args.command](args)
     except (ProfileError, OptionsError, ResourceError) as exc:
         print(f"pw-spawner: {exc}", file=sys.stderr)
         return 1

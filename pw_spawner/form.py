@@ -13,8 +13,10 @@ from typing import Any
 import jinja2
 
 from .apps import RESOLUTIONS
-from .profiles import OVERRIDE_KEYS, Override, Profile, format_hours, format_memory, parse_env_lines
+from .options import parse_env_lines
+from .profiles import OVERRIDE_KEYS, Override, Profile
 from .scripts import TEMPLATE_DIR
+from .units import format_hours, format_memory
 
 APP_NAMES = {"jupyter": "JupyterLab", "rstudio": "RStudio", "vnc": "Desktop (VNC)", "xpra": "Xpra"}
 OVERRIDE_LABELS = {"hours": "Hours", "cores": "Cores", "memory": "Memory", "gpus": "GPUs"}

@@ -10,21 +10,27 @@ Errors name the resource and the key, like profile errors do.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from .profiles import ENV_NAME_RE
+from pydantic import AfterValidator, Field, StrictInt, TypeAdapter, ValidationError, model_validator
+
+from .config_schema import (
+    ENV_NAME_RE,
+    Declared,
+    OneLine,
+    enum_schema,
+    first_error,
+    json_schema,
+    key_error,
+    matching,
+)
 from .remote.ssh_pool import SSHTarget
 from .schedulers import resource_scheduler_kinds
 
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}\Z")
-_KEYS = ("name", "display_name", "host", "hosts", "port", "ssh_user", "key_file", "agent_path",
-         "known_hosts", "scheduler", "job_dir_root", "profiles", "groups", "env",
-         "hub_connect_url", "hub_api_forward")
-_FORWARD_KEYS = ("bind_host", "bind_port", "connect_host")
+_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_NAME_RULE = "required: lower-case letters, digits, '-' or '_' (it is the form's value)"
 
 
 class ResourceError(ValueError):
@@ -35,37 +41,126 @@ class ResourceError(ValueError):
         super().__init__(f"resources[{resource}]: {key}: {reason}")
 
 
-@dataclass(frozen=True)
-class HubAPIForward:
+def _non_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must be a non-empty one-line string")
+    return value
+
+
+def _username_only(value: str) -> str:
+    try:
+        value.format(username="x")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"only {{username}} may be filled in ({exc!r})") from None
+    return value
+
+
+def _a_scheduler(value: str) -> str:
+    kinds = resource_scheduler_kinds()
+    if value not in kinds:
+        raise ValueError(f"{value!r} is not one of {', '.join(kinds)}")
+    return value
+
+
+def _variables(env: dict[str, str]) -> dict[str, str]:
+    for name in env:
+        if not ENV_NAME_RE.match(name):
+            raise ValueError(f"{name[:40]!r} is not a variable name")
+    return env
+
+
+def _host_name(host: str) -> str:
+    if host.startswith("-") or any(c.isspace() for c in host):
+        raise ValueError(f"not a host name: {host!r}")
+    return host
+
+
+def _http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http(s) URL such as http://hub.example.org:8081")
+    return url.rstrip("/")
+
+
+Line = Annotated[OneLine, AfterValidator(_non_empty)]
+Template = Annotated[Line, AfterValidator(_username_only)]
+Host = Annotated[Line, AfterValidator(_host_name)]
+Port = Annotated[StrictInt, Field(gt=0, lt=65536)]
+
+
+class HubAPIForward(Declared):
     """A reverse forward of the hub's API to the login node, for jobs that cannot reach the hub."""
 
-    #: Where sshd on the login node listens (beyond loopback: GatewayPorts clientspecified).
-    bind_host: str = "127.0.0.1"
-    #: 0: the port sshd picks (kept across reconnects).
-    bind_port: int = 0
-    #: The name or address of the login node as compute nodes reach it.
-    connect_host: str = ""
+    bind_host: Line = "127.0.0.1"
+    """Where sshd on the login node listens (beyond loopback: ``GatewayPorts clientspecified``)."""
+    bind_port: Annotated[StrictInt, Field(ge=0, lt=65536)] = 0
+    """The port on the login node; 0: the port sshd picks (kept across reconnects)."""
+    connect_host: Line | None = None
+    """The name or address of the login node as compute nodes reach it (the first host if not given)."""
 
 
-@dataclass(frozen=True)
-class Resource:
+class Resource(Declared):
     """One cluster (or one login node running apps itself) reachable over SSH."""
 
-    name: str
-    display_name: str
-    hosts: tuple[str, ...]
-    known_hosts: str
-    scheduler: str
-    port: int = 22
-    ssh_user: str = "{username}"
-    key_file: str | None = None
-    agent_path: str | None = None
-    job_dir_root: str | None = None
-    profiles: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
-    hub_connect_url: str = ""
+    name: Annotated[OneLine, matching(_NAME_PATTERN, _NAME_RULE)]
+    """What the form posts for it (``user_options["resource"]``); unique."""
+    display_name: Line = ""
+    """What the form's "Service host" menu shows (the name if not given)."""
+    host: Host | None = None
+    """The login node the hub logs in to over SSH."""
+    hosts: tuple[Host, ...] = ()
+    """Several login nodes, tried in order at each spawn (instead of ``host``)."""
+    port: Port = 22
+    """sshd's port on the login node(s)."""
+    ssh_user: Template = "{username}"
+    """The account the hub logs in as: ``{username}`` for the hub user's own, or a service account."""
+    key_file: Template | None = None
+    """The private key the hub logs in with (``{username}`` may be filled in)."""
+    agent_path: Template | None = None
+    """An ssh-agent socket to log in with, instead of (or beside) ``key_file``."""
+    known_hosts: Line
+    """The known_hosts file the login nodes' host keys are checked against (required: host keys are
+    always verified)."""
+    scheduler: Annotated[Line, AfterValidator(_a_scheduler),
+                         Field(json_schema_extra=enum_schema(resource_scheduler_kinds))]
+    """The scheduler jobs are submitted to, or ``controller`` to run apps on the login node itself."""
+    job_dir_root: Template | None = None
+    """Where job directories go on the cluster (``{username}`` may be filled in); the home directory
+    if not given."""
+    profiles: tuple[Line, ...] = ()
+    """The profiles (slugs) it offers; every profile if empty."""
+    groups: tuple[Line, ...] = ()
+    """Only members of one of these hub groups may use it (everyone if empty)."""
+    env: Annotated[dict[str, str], AfterValidator(_variables)] = {}
+    """Environment variables every job on it gets."""
+    hub_connect_url: Annotated[Line, AfterValidator(_http_url)] = ""
+    """How jobs reach the hub's API (``http://hub.example.org:8081``), when the hub's own URL is not it."""
     hub_api_forward: HubAPIForward | None = None
+    """A reverse forward of the hub's API through the SSH connection, for jobs that cannot reach the hub."""
+
+    @classmethod
+    def prepare(cls, data: dict[str, Any]) -> dict[str, Any]:
+        hosts = data.get("hosts")
+        if isinstance(hosts, str):
+            data = {**data, "hosts": [hosts]}
+        if not data.get("hosts") and data.get("host") is None:
+            raise key_error("host", "required: the login node (or `hosts`, a list tried in order)")
+        if data.get("key_file") is None and data.get("agent_path") is None:
+            raise key_error("key_file", "give a key_file or an agent_path (how the hub logs in)")
+        if data.get("hub_connect_url") and data.get("hub_api_forward") is not None:
+            raise key_error("hub_api_forward", "give hub_connect_url or hub_api_forward, not both")
+        return {**data, "display_name": data.get("display_name") or data.get("name")}
+
+    @model_validator(mode="after")
+    def _hosts_in_order(self) -> Resource:
+        # One list of the login nodes to try, whichever key gave them.
+        if not self.hosts and self.host is not None:
+            object.__setattr__(self, "hosts", (self.host,))
+        forward = self.hub_api_forward
+        if forward is not None and forward.connect_host is None:
+            object.__setattr__(self, "hub_api_forward",
+                               forward.model_copy(update={"connect_host": self.hosts[0]}))
+        return self
 
     def allowed_for(self, groups: Iterable[str]) -> bool:
         return not self.groups or bool(set(self.groups) & set(groups))
@@ -88,90 +183,14 @@ def resource_from_dict(data: Any, index: int) -> Resource:
     if not isinstance(data, Mapping):
         raise ResourceError(str(index), "(entry)", "must be a dict")
     name = data.get("name")
-    label = str(name) if isinstance(name, str) and name else str(index)
-
-    def error(key: str, reason: str) -> ResourceError:
-        return ResourceError(label, key, reason)
-
-    unknown = sorted(set(data) - set(_KEYS))
-    if unknown:
-        raise error(unknown[0], f"unknown key (known: {', '.join(_KEYS)})")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise error("name", "required: lower-case letters, digits, '-' or '_' (it is the form's value)")
-
-    def text(key: str, default: str | None = None, required: bool = False) -> str | None:
-        value = data.get(key, default)
-        if value is None:
-            if required:
-                raise error(key, "required")
-            return None
-        if not isinstance(value, str) or not value.strip() or any(c in value for c in "\r\n\0"):
-            raise error(key, "must be a non-empty one-line string")
-        return value
-
-    def strings(key: str) -> tuple[str, ...]:
-        value = data.get(key, [])
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise error(key, "must be a list of strings")
-        return tuple(value)
-
-    host = text("host")
-    hosts = strings("hosts") or ((host,) if host is not None else ())
-    if not hosts:
-        raise error("host", "required: the login node (or `hosts`, a list tried in order)")
-    for host in hosts:
-        if host.startswith("-") or any(c.isspace() for c in host):
-            raise error("hosts", f"not a host name: {host!r}")
-    port = data.get("port", 22)
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-        raise error("port", "must be a port number")
-    scheduler = text("scheduler", required=True)
-    if scheduler not in resource_scheduler_kinds():
-        raise error("scheduler", f"{scheduler!r} is not one of {', '.join(resource_scheduler_kinds())}")
-    known_hosts = text("known_hosts", required=True)
-    key_file, agent_path = text("key_file"), text("agent_path")
-    if key_file is None and agent_path is None:
-        raise error("key_file", "give a key_file or an agent_path (how the hub logs in)")
-    for key in ("ssh_user", "key_file", "agent_path", "job_dir_root"):
-        value = data.get(key)
-        if isinstance(value, str):
-            try:
-                value.format(username="x")
-            except (KeyError, IndexError, ValueError) as exc:
-                raise error(key, f"only {{username}} may be filled in ({exc!r})") from None
-    env = data.get("env", {})
-    if not isinstance(env, Mapping) or not all(
-            isinstance(k, str) and ENV_NAME_RE.match(k) and isinstance(v, str)
-            for k, v in env.items()):
-        raise error("env", "must map variable names to strings")
-    hub_connect_url = text("hub_connect_url") or ""
-    if hub_connect_url:
-        parts = urlsplit(hub_connect_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise error("hub_connect_url", "must be an http(s) URL such as http://hub.example.org:8081")
-    forward = data.get("hub_api_forward")
-    hub_api_forward = None
-    if forward is not None:
-        if hub_connect_url:
-            raise error("hub_api_forward", "give hub_connect_url or hub_api_forward, not both")
-        if not isinstance(forward, Mapping) or set(forward) - set(_FORWARD_KEYS):
-            raise error("hub_api_forward", f"must be a dict with keys among {', '.join(_FORWARD_KEYS)}")
-        bind_port = forward.get("bind_port", 0)
-        if not isinstance(bind_port, int) or not 0 <= bind_port < 65536:
-            raise error("hub_api_forward.bind_port", "must be a port number (0: sshd picks)")
-        bind_host = str(forward.get("bind_host", "127.0.0.1"))
-        hub_api_forward = HubAPIForward(
-            bind_host=bind_host, bind_port=bind_port,
-            connect_host=str(forward.get("connect_host") or hosts[0]))
-    return Resource(
-        name=name, display_name=text("display_name", name) or name, hosts=hosts,
-        known_hosts=known_hosts or "", scheduler=scheduler, port=port,
-        ssh_user=text("ssh_user", "{username}") or "{username}", key_file=key_file,
-        agent_path=agent_path, job_dir_root=text("job_dir_root"), profiles=strings("profiles"),
-        groups=strings("groups"), env=dict(env), hub_connect_url=hub_connect_url.rstrip("/"),
-        hub_api_forward=hub_api_forward)
+    label = name if isinstance(name, str) and name else str(index)
+    if name is None:
+        raise ResourceError(label, "name", _NAME_RULE)
+    try:
+        return Resource.model_validate(data)
+    except ValidationError as exc:
+        key, reason = first_error(exc)
+        raise ResourceError(label, key, reason) from None
 
 
 def build_resources(config: Iterable[Any]) -> list[Resource]:
@@ -185,4 +204,11 @@ def build_resources(config: Iterable[Any]) -> list[Resource]:
     return resources
 
 
-__all__ = ["HubAPIForward", "Resource", "ResourceError", "build_resources", "resource_from_dict"]
+def resources_schema() -> dict[str, Any]:
+    """The JSON Schema of ``c.PWSpawner.resources``: a list of resources."""
+    return json_schema(TypeAdapter(list[Resource]), "pw_spawner resources",
+                       "The clusters the hub reaches over SSH (c.PWSpawner.resources): a list of resources.")
+
+
+__all__ = ["HubAPIForward", "Resource", "ResourceError", "build_resources", "resource_from_dict",
+           "resources_schema"]

@@ -20,7 +20,9 @@ from pathlib import Path
 import jinja2
 
 from .apps import AppLaunch
-from .profiles import ENV_NAME_RE, LINE_BREAKING_CHARS, JobSpec, Selection
+from .config_schema import ENV_NAME_RE, LINE_BREAKING_CHARS
+from .options import Selection
+from .profiles import JobSpec
 from .schedulers import get_scheduler
 
 _DIRECTIVE_WORD = re.compile(r"\A[A-Za-z0-9_.@+~-]+\Z")

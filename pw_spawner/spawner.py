@@ -38,7 +38,8 @@ from .apps.vnc import check_geometry
 from .apps.xpra import DEFAULT_XPRA_ARGS, DEFAULT_XVFB
 from .errors import spawn_error
 from .form import options_from_form, render_form
-from .profiles import OptionsError, Profile, ProfileError, Selection, build_profiles, validate_options
+from .options import OptionsError, Selection, validate_options
+from .profiles import Profile, ProfileError, build_profiles
 from .remote.executor import Executor, ExecutorError, LocalExecutor, UntrustedFileError
 from .remote.ssh import SSHExecutor
 from .remote.ssh_pool import connection

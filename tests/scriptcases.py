@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pw_spawner.apps import AppLaunch, jupyter_launch, rstudio_launch, vnc_launch, xpra_launch
-from pw_spawner.profiles import build_profiles, validate_options
+from pw_spawner.options import validate_options
+from pw_spawner.profiles import build_profiles
 from pw_spawner.scripts import ScriptRequest, render_script
 
 REPO = Path(__file__).resolve().parent.parent

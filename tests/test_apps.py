@@ -24,7 +24,8 @@ from traitlets import TraitError
 from pw_spawner.apps import RESOLUTIONS, rstudio_launch, vnc_launch, xpra_launch
 from pw_spawner.cli import main as cli_main
 from pw_spawner.form import options_from_form, render_form
-from pw_spawner.profiles import OptionsError, ProfileError, build_profiles, validate_options
+from pw_spawner.options import OptionsError, validate_options
+from pw_spawner.profiles import ProfileError, build_profiles
 from pw_spawner.scripts import ScriptRequest, render_script
 from pw_spawner.spawner import PWRStudioSpawner, PWSpawner, PWVNCSpawner, PWXpraSpawner
 from pw_spawner.testing.spawners import make_spawner

@@ -62,7 +62,8 @@ from test_apps_hub import (
 )
 
 from pw_spawner.apps import jupyter_launch
-from pw_spawner.profiles import OptionsError, build_profiles, validate_options
+from pw_spawner.options import OptionsError, validate_options
+from pw_spawner.profiles import build_profiles
 from pw_spawner.scripts import ScriptRequest, render_script
 
 pytestmark = [pytest.mark.faults, pytest.mark.hub]

@@ -12,7 +12,8 @@ import pytest
 
 from pw_spawner.cli import PLACEHOLDER_TOKEN, hub_from_config, load_config, main, spawner_class
 from pw_spawner.form import options_from_form, render_form
-from pw_spawner.profiles import OptionsError, build_profiles, validate_options
+from pw_spawner.options import OptionsError, validate_options
+from pw_spawner.profiles import build_profiles
 from pw_spawner.schedulers import SubmitError, scheduler_classes, scheduler_kinds
 from pw_spawner.scripts import job_name_for
 from pw_spawner.testing.spawners import make_spawner

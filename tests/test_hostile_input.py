@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from pw_spawner.apps import jupyter_launch
 from pw_spawner.form import options_from_form
-from pw_spawner.profiles import OptionsError, ProfileError, build_profiles, validate_options
+from pw_spawner.options import OptionsError, validate_options
+from pw_spawner.profiles import ProfileError, build_profiles
 from pw_spawner.scripts import ScriptRequest, render_script
 
 PROFILES = build_profiles([{
@@ -109,10 +110,12 @@ def test_admin_free_text_cannot_leave_a_comment_line(tmp_path):
 
     sneaky = "CUDA\nrm -rf ~\u2028#SBATCH --x"
     selection = validate_options(PROFILES, {"environment": "e1"})
-    # A Profile made in code skips the loader's checks; the template must hold anyway.
-    selection = replace(selection, environment=Environment(slug="e1", display_name=sneaky,
-                                                           modules=("python/3",)),
-                        profile=replace(selection.profile, description="Line one.\n$(reboot)\nLine three."))
+    # Objects made in code without validation skip the loader's checks; the template must hold anyway.
+    selection = replace(selection,
+                        environment=Environment.model_construct(slug="e1", display_name=sneaky,
+                                                                modules=("python/3",)),
+                        profile=selection.profile.model_copy(
+                            update={"description": "Line one.\n$(reboot)\nLine three."}))
     template = tmp_path / "job.sh.j2"
     template.write_text("#!/bin/bash\n# {{ selection.profile.description | comment }}\n"
                         "# {{ selection.environment.display_name | comment }}\n")

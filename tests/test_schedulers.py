@@ -10,7 +10,8 @@ import pytest
 
 from pw_spawner import PWSpawner, schedulers
 from pw_spawner.cli import build_parser
-from pw_spawner.profiles import ProfileError, Selection, profile_from_dict
+from pw_spawner.options import Selection
+from pw_spawner.profiles import ProfileError, profile_from_dict
 from pw_spawner.resources import ResourceError, resource_from_dict
 from pw_spawner.schedulers import (
     Scheduler,

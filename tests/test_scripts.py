@@ -12,7 +12,8 @@ from conftest import FAKE_APP
 from scriptcases import CASES, GOLDEN, render_case
 
 from pw_spawner.apps import jupyter_launch
-from pw_spawner.profiles import build_profiles, validate_options
+from pw_spawner.options import validate_options
+from pw_spawner.profiles import build_profiles
 from pw_spawner.scripts import ScriptRequest, directives, render_script
 
 
