@@ -93,10 +93,32 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
     return values
 
 
+def configured_scheduler(config: Config) -> str:
+    """The ``scheduler`` of the configured spawner: the config's, else its class's default
+    (``pw-slurm`` submits to Slurm without saying so)."""
+    named = spawner_settings(config).get("scheduler")
+    if named:
+        return str(named).lower()
+    # A bare instance (no config, no user) has the class's dynamic default.
+    return str(spawner_class(config)().scheduler)
+
+
+def scheduler_settings_refusal(config: Config) -> str | None:
+    """What is wrong with ``scheduler_settings`` for the configured scheduler, or None."""
+    from .schedulers import SettingsError, scheduler_class
+
+    try:
+        scheduler_class(configured_scheduler(config)).read_settings(
+            spawner_settings(config).get("scheduler_settings"))
+    except (SettingsError, ValueError) as exc:
+        return f"scheduler_settings: {exc}"
+    return None
+
+
 def shared_account_refusal(config: Config) -> str | None:
     """Why the configuration is refused (users' jobs would share one account), or None."""
     settings = spawner_settings(config)
-    return refuse_shared_account(str(settings.get("scheduler") or "local"),
+    return refuse_shared_account(configured_scheduler(config),
                                  list(settings.get("exec_prefix") or []),
                                  list(settings.get("resources") or []),
                                  bool(settings.get("allow_shared_account", False)))
@@ -221,6 +243,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     for resource in build_resources(spawner_settings(config).get("resources") or []):
         print(f"ok  resource {resource.name}: {resource.display_name} - {resource.scheduler} via "
               f"{', '.join(resource.hosts)}:{resource.port} as {resource.ssh_user}")
+    wrong = scheduler_settings_refusal(config)
+    if wrong:
+        print(f"bad: {wrong}", file=sys.stderr)
+        return 1
     # Without a config there is no account setting to check (only profile files).
     refused = shared_account_refusal(config) if args.config else None
     if refused:
@@ -245,6 +271,9 @@ def check_config(config: Config) -> None:
         build_resources(spawner_settings(config).get("resources") or [])
     except ResourceError as exc:
         raise SystemExit(f"pw_spawner: bad resource configuration: {exc}") from None
+    wrong = scheduler_settings_refusal(config)
+    if wrong:
+        raise SystemExit(f"pw_spawner: bad scheduler configuration: {wrong}")
     refused = shared_account_refusal(config)
     if refused:
         raise SystemExit(f"pw_spawner: refused configuration: {refused}")

@@ -17,16 +17,28 @@ from typing import Any
 from .apps.vnc import RESOLUTIONS
 from .config_schema import ENV_NAME_RE
 from .profiles import OVERRIDE_KEYS, Environment, JobSpec, Profile
+from .schedulers import job_environment_prefixes, scheduler_classes
 from .units import format_memory, parse_memory_mb
 
 #: The keys of ``user_options`` (the form and the REST API share them).
 OPTION_KEYS = ("profile", "environment", "app", "resource", "env", "logging",
                "hours", "cores", "memory", "gpus", "resolution")
-#: Names the spawner and the job's launcher set: a user may not override them.
-RESERVED_ENV_PREFIXES = ("JUPYTERHUB_", "JPY_", "PW_", "SLURM_", "PBS_", "BASH_")
+#: Names the spawner and the job's launcher set: a user may not override them (nor those the
+#: schedulers set in their jobs: see :func:`reserved_env_prefixes`).
+RESERVED_ENV_PREFIXES = ("JUPYTERHUB_", "JPY_", "PW_", "BASH_")
 # ... and names that change how bash itself reads the rest of the script.
 RESERVED_ENV_NAMES = ("HOME", "USER", "LOGNAME", "SHELL", "_", "IFS", "ENV", "SHELLOPTS", "BASHOPTS",
                       "PS4", "PROMPT_COMMAND", "POSIXLY_CORRECT", "CDPATH", "GLOBIGNORE", "OPTIND")
+
+
+def reserved_env_prefixes() -> tuple[str, ...]:
+    """The spawner's reserved prefixes and those of every registered scheduler's job variables."""
+    return (*RESERVED_ENV_PREFIXES, *job_environment_prefixes())
+
+
+def reserved_env_names() -> tuple[str, ...]:
+    """The reserved names: bash's own, and each scheduler's job id variable (Grid Engine's JOB_ID)."""
+    return (*RESERVED_ENV_NAMES, *(cls.job_id_variable for cls in scheduler_classes().values()))
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -84,7 +96,7 @@ def _validate_env(env: Any, profile: Profile, forbidden: Iterable[str]) -> dict[
         if not isinstance(name, str) or not ENV_NAME_RE.match(name):
             raise OptionsError("env", f"{str(name)[:40]!r} is not a valid variable name "
                                "(letters, digits and _, not starting with a digit)")
-        if name.startswith(RESERVED_ENV_PREFIXES) or name in RESERVED_ENV_NAMES:
+        if name.startswith(reserved_env_prefixes()) or name in reserved_env_names():
             raise OptionsError("env", f"{name} is reserved and cannot be set")
         if name in denied:
             raise OptionsError("env", f"{name} may not be set in this profile")
@@ -231,5 +243,15 @@ def validate_options(
     )
 
 
-__all__ = ["OPTION_KEYS", "RESERVED_ENV_NAMES", "RESERVED_ENV_PREFIXES", "OptionsError", "Selection",
-           "parse_env_lines", "pick_profile", "validate_options"]
+__all__ = [
+    "OPTION_KEYS",
+    "RESERVED_ENV_NAMES",
+    "RESERVED_ENV_PREFIXES",
+    "OptionsError",
+    "Selection",
+    "parse_env_lines",
+    "pick_profile",
+    "reserved_env_names",
+    "reserved_env_prefixes",
+    "validate_options",
+]

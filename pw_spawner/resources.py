@@ -14,7 +14,15 @@ from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, StrictInt, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from .config_schema import (
     ENV_NAME_RE,
@@ -27,7 +35,7 @@ from .config_schema import (
     matching,
 )
 from .remote.ssh_pool import SSHTarget
-from .schedulers import resource_scheduler_kinds
+from .schedulers import SettingsError, resource_scheduler_kinds, scheduler_class
 
 _NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _NAME_RULE = "required: lower-case letters, digits, '-' or '_' (it is the form's value)"
@@ -137,6 +145,11 @@ class Resource(Declared):
     """How jobs reach the hub's API (``http://hub.example.org:8081``), when the hub's own URL is not it."""
     hub_api_forward: HubAPIForward | None = None
     """A reverse forward of the hub's API through the SSH connection, for jobs that cannot reach the hub."""
+    scheduler_settings: dict[str, Any] = {}
+    """The site's settings of its scheduler, by name (what each scheduler takes is on its page:
+    Grid Engine's `parallel_environment`...)."""
+
+    model_config = ConfigDict(json_schema_extra=lambda schema: _settings_per_scheduler(schema))
 
     @classmethod
     def prepare(cls, data: dict[str, Any]) -> dict[str, Any]:
@@ -150,6 +163,14 @@ class Resource(Declared):
         if data.get("hub_connect_url") and data.get("hub_api_forward") is not None:
             raise key_error("hub_api_forward", "give hub_connect_url or hub_api_forward, not both")
         return {**data, "display_name": data.get("display_name") or data.get("name")}
+
+    @model_validator(mode="after")
+    def _settings_of_its_scheduler(self) -> Resource:
+        try:
+            scheduler_class(self.scheduler).read_settings(self.scheduler_settings)
+        except SettingsError as exc:
+            raise key_error(("scheduler_settings", *exc.key.split(".")), exc.reason) from None
+        return self
 
     @model_validator(mode="after")
     def _hosts_in_order(self) -> Resource:
@@ -176,6 +197,17 @@ class Resource(Declared):
         return SSHTarget(host=host, port=self.port, username=fill(self.ssh_user) or username,
                          known_hosts=self.known_hosts, key_file=fill(self.key_file),
                          agent_path=fill(self.agent_path))
+
+
+def _settings_per_scheduler(schema: dict[str, Any]) -> None:
+    """In the JSON Schema, ``scheduler_settings`` as the chosen scheduler's settings declare them."""
+    rules = []
+    for kind in resource_scheduler_kinds():
+        settings = scheduler_class(kind).Settings.model_json_schema(by_alias=True, mode="validation")
+        settings.pop("title", None)
+        rules.append({"if": {"properties": {"scheduler": {"const": kind}}, "required": ["scheduler"]},
+                      "then": {"properties": {"scheduler_settings": settings}}})
+    schema["allOf"] = rules
 
 
 def resource_from_dict(data: Any, index: int) -> Resource:

@@ -16,6 +16,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -46,6 +47,8 @@ class ScriptRequest:
     extra_directives: Sequence[str] = ()
     #: Shell lines the admin trusts, run as written before the environment is set up.
     setup_lines: Sequence[str] = ()
+    #: The site's settings of the scheduler (Grid Engine's parallel environment...).
+    scheduler_settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 def safe_job_name(text: str, limit: int = 64) -> str:
@@ -126,7 +129,7 @@ def render_script(request: ScriptRequest, template_dirs: Sequence[str | Path] = 
         if not ENV_NAME_RE.match(name):
             raise ValueError(f"{name!r} is not an environment variable name")
     output = f"{request.job_dir}/job.out"
-    scheduler = get_scheduler(request.scheduler)
+    scheduler = get_scheduler(request.scheduler, settings=request.scheduler_settings)
     lines = scheduler.directives(request.selection.job, request.job_name, output)
     if scheduler.directive_prefix:
         lines += [f"{scheduler.directive_prefix} {line}" for line in request.extra_directives]

@@ -22,6 +22,7 @@ from traitlets import Any as AnyTrait
 from traitlets import (
     Bool,
     CaselessStrEnum,
+    Dict,
     Float,
     Integer,
     List,
@@ -51,6 +52,7 @@ from .schedulers import (
     JobRef,
     Scheduler,
     SchedulerError,
+    SettingsError,
     SubmitError,
     get_scheduler,
     scheduler_class,
@@ -106,6 +108,14 @@ class PWSpawner(Spawner):
         default_value="local",
         config=True,
         help="Where jobs run (the schedulers this installation has): " + scheduler_help(),
+    )
+    scheduler_settings = Dict(
+        config=True,
+        help="""The site's settings of the scheduler named by `scheduler`, by name, e.g. for Grid
+        Engine {"parallel_environment": "mpi", "memory_resources": ["mem_free"]}. What each
+        scheduler takes is on its page of the documentation; an unknown name or a bad value stops
+        the hub at start (with pw_spawner.cli.check_config) and fails a spawn with a message. A
+        resource (a cluster over SSH) gives its own, in its `scheduler_settings`.""",
     )
     exec_prefix = List(
         Unicode(),
@@ -511,8 +521,19 @@ class PWSpawner(Spawner):
     def scheduler_kind(self) -> str:
         return self.resource.scheduler if self.resource is not None else self.scheduler
 
+    @property
+    def scheduler_site_settings(self) -> dict[str, Any]:
+        """The site's settings for this server's scheduler: its resource's, or the spawner's."""
+        own = self.resource.scheduler_settings if self.resource is not None else self.scheduler_settings
+        return dict(own)
+
     def make_scheduler(self) -> Scheduler:
-        return get_scheduler(self.scheduler_kind, job_niceness=self.job_niceness)
+        try:
+            return get_scheduler(self.scheduler_kind, job_niceness=self.job_niceness,
+                                 settings=self.scheduler_site_settings)
+        except SettingsError as exc:
+            raise spawn_error("The scheduler is misconfigured; please tell the administrators.",
+                              reason="bad-config", log_message=f"scheduler_settings: {exc}") from None
 
     async def status_cache(self) -> StatusCache:
         """The cache that answers for this server's job: one per cluster and query account."""
@@ -643,6 +664,7 @@ class PWSpawner(Spawner):
         return ScriptRequest(
             selection=selection,
             scheduler=self.make_scheduler().kind,
+            scheduler_settings=self.scheduler_site_settings,
             job_name=self.job_name,
             job_dir=job_dir,
             app=app,

@@ -108,6 +108,9 @@ BAD_RESOURCES = [
     {**RESOURCE, "login_hosts": ["x"]},
     {k: v for k, v in RESOURCE.items() if k != "known_hosts"},
     {**RESOURCE, "hub_api_forward": {"port": 1}},
+    {**RESOURCE, "scheduler_settings": {"parallel_environment": "mpi"}},  # Slurm takes none
+    {**RESOURCE, "scheduler": "sge", "scheduler_settings": {"pe": "mpi"}},
+    {**RESOURCE, "scheduler": "sge", "scheduler_settings": {"memory_resources": "h_vmem"}},
 ]
 
 
@@ -119,7 +122,8 @@ def test_a_bad_resource_is_refused_by_both(resource):
 
 
 def test_a_good_resource_is_accepted_by_both():
-    resource = {**RESOURCE, "hosts": ["login1", "login2"], "env": {"A": "b"},
+    resource = {**RESOURCE, "hosts": ["login1", "login2"], "env": {"A": "b"}, "scheduler": "sge",
+                "scheduler_settings": {"parallel_environment": "mpi", "memory_resources": ["mem_free"]},
                 "hub_api_forward": {"bind_host": "0.0.0.0", "connect_host": "login1"}}
     (built,) = build_resources([resource])
     assert built.hosts == ("login1", "login2") and built.hub_api_forward is not None

@@ -68,6 +68,41 @@ def test_a_bad_resource_names_the_resource_and_the_key(change, key):
     assert str(raised.value).startswith("resources[")
 
 
+def test_a_resource_gives_its_schedulers_site_settings():
+    (resource,) = build_resources([{**BASE, "scheduler": "sge",
+                                    "scheduler_settings": {"parallel_environment": "mpi"}}])
+    assert resource.scheduler_settings == {"parallel_environment": "mpi"}
+    spawner = make_spawner(resources=[{**BASE, "scheduler": "sge",
+                                       "scheduler_settings": {"parallel_environment": "mpi"}}])
+    spawner.resource = spawner.user_resources()[0]
+    assert spawner.make_scheduler().settings.parallel_environment == "mpi"
+    with pytest.raises(ResourceError) as raised:
+        build_resources([{**BASE, "scheduler": "sge", "scheduler_settings": {"pe": "mpi"}}])
+    assert (raised.value.key, raised.value.reason.split(" (")[0]) == ("scheduler_settings.pe", "unknown key")
+    with pytest.raises(ResourceError, match=r"scheduler_settings.parallel_environment: expected str"):
+        build_resources([{**BASE, "scheduler": "sge", "scheduler_settings": {"parallel_environment": 4}}])
+    with pytest.raises(ResourceError, match="scheduler_settings"):  # Slurm takes none
+        build_resources([{**BASE, "scheduler_settings": {"parallel_environment": "mpi"}}])
+
+
+def test_bad_scheduler_settings_stop_the_hub_at_startup_and_fail_a_spawn_with_a_message():
+    config = Config()
+    config.PWSpawner.profile_list = PROFILES
+    config.PWSpawner.scheduler = "sge"
+    config.PWSpawner.exec_prefix = ["sudo", "-u", "{username}", "--"]
+    config.PWSpawner.scheduler_settings = {"parallel_environment": "two words"}
+    with pytest.raises(SystemExit, match=r"bad scheduler configuration: scheduler_settings: "
+                                         r"parallel_environment: 'two words' is not a Grid Engine name"):
+        check_config(config)
+    spawner = make_spawner(scheduler="sge", exec_prefix=["sudo", "-u", "{username}", "--"],
+                           scheduler_settings={"parallel_environment": "two words"})
+    with pytest.raises(Exception) as raised:
+        spawner.make_scheduler()
+    assert "scheduler is misconfigured" in getattr(raised.value, "jupyterhub_message", "")
+    config.PWSpawner.scheduler_settings = {"parallel_environment": "mpi"}
+    check_config(config)
+
+
 def test_two_resources_may_not_share_a_name():
     with pytest.raises(ResourceError, match="used by two resources"):
         build_resources([BASE, BASE])

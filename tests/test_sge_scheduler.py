@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from pw_spawner.profiles import profile_from_dict
 from pw_spawner.remote.executor import CommandResult
-from pw_spawner.schedulers import JobRef, get_scheduler
+from pw_spawner.schedulers import JobRef, SettingsError, get_scheduler
 from pw_spawner.schedulers.sge import (
     GridEngineScheduler,
     parse_qacct,
@@ -106,6 +106,28 @@ def test_directives():
         "#$ -P physics"]
     one = profile_from_dict({"slug": "q", "display_name": "Q", "job": {"cores": 1}})
     assert "#$ -pe smp 1" not in get_scheduler("sge").directives(one.job, "n", "/o")
+
+
+def test_the_sites_names_for_slots_memory_and_gpus():
+    profile = profile_from_dict({"slug": "p", "job": {"cores": 4, "memory": "8G", "gpus": 2}})
+    site = {"parallel_environment": "threaded", "memory_resources": ["mem_free", "h_vmem"],
+            "gpu_resource": "nvgpu"}
+    lines = get_scheduler("sge", settings=site).directives(profile.job, "n", "/o")
+    assert [line for line in lines if line.startswith(("#$ -pe", "#$ -l"))] == [
+        "#$ -pe threaded 4", "#$ -l mem_free=2048M", "#$ -l h_vmem=2048M", "#$ -l h_rt=01:00:00",
+        "#$ -l gpu=2".replace("gpu", "nvgpu")]
+
+
+@pytest.mark.parametrize(("settings", "key"), [
+    ({"parallel_environment": "smp -l h_vmem=100G"}, "parallel_environment"),
+    ({"parallel_environment": ""}, "parallel_environment"),
+    ({"memory_resources": ["h_vmem\n#$ -l x"]}, "memory_resources[0]"),
+    ({"pe": "smp"}, "pe"),
+])
+def test_bad_site_settings_name_the_key(settings, key):
+    with pytest.raises(SettingsError) as raised:
+        get_scheduler("sge", settings=settings)
+    assert raised.value.key == key
 
 
 class Recorded:

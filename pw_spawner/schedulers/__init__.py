@@ -18,9 +18,11 @@ import functools
 import importlib
 import inspect
 import pkgutil
+from collections.abc import Mapping
 from importlib.metadata import entry_points
+from typing import Any
 
-from .base import JobInfo, JobRef, Scheduler, SchedulerError, SubmitError
+from .base import JobInfo, JobRef, Scheduler, SchedulerError, SettingsError, SubmitError
 
 #: The entry-point group through which other packages register schedulers.
 ENTRY_POINT_GROUP = "pw_spawner.schedulers"
@@ -82,11 +84,22 @@ def scheduler_class(kind: str) -> type[Scheduler]:
         raise ValueError(f"unknown scheduler {kind!r} (known: {', '.join(scheduler_kinds())})") from None
 
 
-def get_scheduler(kind: str, *, job_niceness: int = 0) -> Scheduler:
-    """The scheduler for a ``scheduler`` setting, with the spawner's settings that apply to it."""
-    return scheduler_class(kind).configured(job_niceness=job_niceness)
+def get_scheduler(kind: str, *, job_niceness: int = 0,
+                  settings: Mapping[str, Any] | None = None) -> Scheduler:
+    """The scheduler for a ``scheduler`` setting, with the spawner's settings that apply to it and
+    the site's ``settings`` for it (:class:`SettingsError` when they are wrong)."""
+    return scheduler_class(kind).configured(job_niceness=job_niceness, settings=settings)
 
 
-__all__ = ["ENTRY_POINT_GROUP", "JobInfo", "JobRef", "Scheduler", "SchedulerError", "SubmitError",
-           "client_environment", "directive_kinds", "get_scheduler", "resource_scheduler_kinds",
+def job_environment_prefixes() -> tuple[str, ...]:
+    """Prefixes of the variables some scheduler sets in its jobs (``SLURM_``, ``PBS_``...)."""
+    prefixes: dict[str, None] = {}
+    for cls in scheduler_classes().values():
+        prefixes.update(dict.fromkeys(cls.environment_prefixes))
+    return tuple(prefixes)
+
+
+__all__ = ["ENTRY_POINT_GROUP", "JobInfo", "JobRef", "Scheduler", "SchedulerError", "SettingsError",
+           "SubmitError", "client_environment", "directive_kinds", "get_scheduler",
+           "job_environment_prefixes", "resource_scheduler_kinds",
            "scheduler_class", "scheduler_classes", "scheduler_help", "scheduler_kinds"]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from pydantic import ValidationError
+
+from ..config_schema import Declared, first_error
 from ..remote.executor import CommandResult, Executor, ExecutorError
 from ..status import JobState
 
@@ -52,6 +55,18 @@ class JobInfo:
         return cls(job_id, JobState.UNKNOWN, "UNKNOWN", why)
 
 
+class NoSettings(Declared):
+    """This scheduler has no site settings."""
+
+
+class SettingsError(ValueError):
+    """A scheduler's site settings are wrong: names the key and says why."""
+
+    def __init__(self, kind: str, key: str, reason: str):
+        self.kind, self.key, self.reason = kind, key, reason
+        super().__init__(f"{key}: {reason}" if key else reason)
+
+
 class Scheduler(abc.ABC):
     """Submit, follow and cancel jobs through an executor, and write the job script's directives.
 
@@ -81,10 +96,34 @@ class Scheduler(abc.ABC):
     #: The variable in which the job finds its own id (``SLURM_JOB_ID``); the job reports it in
     #: service.json, and the hub checks it is the job it submitted.
     job_id_variable: ClassVar[str] = ""
+    #: Prefixes of the variables the scheduler sets in a job (``SLURM_``): a user may not set them.
+    environment_prefixes: ClassVar[tuple[str, ...]] = ()
+    #: The site settings this scheduler takes (``c.PWSpawner.scheduler_settings``, a resource's
+    #: ``scheduler_settings``), declared as a model: validated, documented and in the JSON Schema.
+    Settings: ClassVar[type[Declared]] = NoSettings
+
+    #: This instance's site settings.
+    settings: Declared = NoSettings()
 
     @classmethod
-    def configured(cls, *, job_niceness: int = 0) -> Scheduler:
-        """An instance with the spawner's settings that apply to this scheduler (none by default)."""
+    def read_settings(cls, data: Mapping[str, Any] | None) -> Declared:
+        """The site settings from the admin's mapping; :class:`SettingsError` names what is wrong."""
+        try:
+            return cls.Settings.model_validate(dict(data or {}))
+        except ValidationError as exc:
+            key, reason = first_error(exc)
+            raise SettingsError(cls.kind, key, reason) from None
+
+    @classmethod
+    def configured(cls, *, job_niceness: int = 0, settings: Mapping[str, Any] | None = None) -> Scheduler:
+        """An instance with the spawner's settings that apply to this scheduler and the site's own."""
+        scheduler = cls._make(job_niceness=job_niceness)
+        scheduler.settings = cls.read_settings(settings)
+        return scheduler
+
+    @classmethod
+    def _make(cls, *, job_niceness: int) -> Scheduler:
+        """An instance with the spawner's settings that apply to it (none by default)."""
         return cls()
 
     @classmethod

@@ -52,7 +52,7 @@ class LocalScheduler(Scheduler):
         self.runner: tuple[str, ...] = (python, "-I", "-S", str(Path(local_runner.__file__)))
 
     @classmethod
-    def configured(cls, *, job_niceness: int = 0) -> LocalScheduler:
+    def _make(cls, *, job_niceness: int) -> LocalScheduler:
         # Its jobs share a host with the hub or a login node's users: they run below them.
         return cls(niceness=job_niceness)
 

@@ -104,6 +104,7 @@ class PBSScheduler(Scheduler):
     summary = "submits with qsub, PBS Pro / OpenPBS (`select=` directives)"
     directive_prefix = "#PBS"
     job_id_variable = "PBS_JOBID"
+    environment_prefixes = ("PBS_",)
     client_environment = ("PBS_CONF_FILE", "PBS_DEFAULT", "PBS_SERVER")
     flavor = "pro"
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
+from typing import Annotated
 
+from ..config_schema import Declared, matching
 from ..profiles import JobSpec, format_walltime
 from ..remote.executor import Executor, ExecutorError
 from ..status import JobState
@@ -91,6 +93,24 @@ def submit_error_message(stderr: str, stdout: str = "") -> str:
     return picked.removeprefix("Unable to run job: ").strip() or "qsub failed without saying why"
 
 
+_COMPLEX = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+ComplexName = Annotated[str, matching(_COMPLEX, "{value!r} is not a Grid Engine name")]
+
+
+class GridEngineSettings(Declared):
+    """What Grid Engine sites name differently (``c.PWSpawner.scheduler_settings`` or a resource's
+    ``scheduler_settings``)."""
+
+    parallel_environment: ComplexName = "smp"
+    """The parallel environment that gives a job several slots on one host (`qconf -spl` lists
+    them; sites name theirs `smp`, `threaded`, `shm`...)."""
+    memory_resources: tuple[ComplexName, ...] = ("h_vmem",)
+    """The consumables a job's memory is asked with, per slot: `h_vmem` (a hard limit), and/or
+    `mem_free` or `virtual_free` where the site schedules on those."""
+    gpu_resource: ComplexName = "gpu"
+    """The consumable complex GPUs are asked with (`qconf -sc`)."""
+
+
 class GridEngineScheduler(Scheduler):
     """Son of Grid Engine and its descendants."""
 
@@ -99,9 +119,9 @@ class GridEngineScheduler(Scheduler):
     directive_prefix = "#$"
     job_id_variable = "JOB_ID"
     client_environment = ("SGE_ROOT", "SGE_CELL", "SGE_QMASTER_PORT", "SGE_EXECD_PORT")
-    #: The parallel environment that gives a job several slots on one host (sites name theirs:
-    #: smp, threaded, shm...); a profile's ``extra_directives: {sge: [...]}`` adds anything else.
-    parallel_environment = "smp"
+    environment_prefixes = ("SGE_",)
+    Settings = GridEngineSettings
+    settings: GridEngineSettings = GridEngineSettings()
 
     def directives(self, job: JobSpec, name: str, output: str) -> list[str]:
         # Grid Engine runs a script with the queue's shell (csh by default) unless told; the
@@ -110,14 +130,14 @@ class GridEngineScheduler(Scheduler):
         if job.partition:
             lines.append(f"-q {job.partition}")
         if job.cores > 1:
-            lines.append(f"-pe {self.parallel_environment} {job.cores}")
+            lines.append(f"-pe {self.settings.parallel_environment} {job.cores}")
         if job.memory_mb:
             # Memory requests are per slot: the job's memory divided among its cores.
             per_slot = -(-job.memory_mb // job.cores)
-            lines.append(f"-l h_vmem={per_slot}M")
+            lines += [f"-l {resource}={per_slot}M" for resource in self.settings.memory_resources]
         lines.append(f"-l h_rt={format_walltime(job.walltime_s)}")
         if job.gpus:
-            lines.append(f"-l gpu={job.gpus}")
+            lines.append(f"-l {self.settings.gpu_resource}={job.gpus}")
         if job.account:
             lines.append(f"-A {job.account}")
         return self._prefixed(lines, job)

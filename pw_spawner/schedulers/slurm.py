@@ -132,6 +132,7 @@ class SlurmScheduler(Scheduler):
     summary = "submits with sbatch"
     directive_prefix = "#SBATCH"
     job_id_variable = "SLURM_JOB_ID"
+    environment_prefixes = ("SLURM_",)
     client_environment = ("SLURM_CONF",)
 
     def directives(self, job: JobSpec, name: str, output: str) -> list[str]:
