@@ -1,4 +1,4 @@
-"""Profile parsing and the validation of user_options: every rule, with the field it names."""
+"""Profiles: the declared model and the loading of files and config, every rule with the key it names."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pw_spawner.options import OptionsError, parse_env_lines, validate_options
 from pw_spawner.profiles import ProfileError, build_profiles, load_profile_file, profile_from_dict
-from pw_spawner.units import parse_memory_mb, parse_walltime
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,37 +38,6 @@ def test_repo_profiles_are_valid():
     short = next(p for p in profiles if p.slug == "cpu-short")
     assert short.display_name == "CPU short (4c, 16gb, 4h)"
     assert short.default_environment().display_name == "env modules (Python 3.6.6)"
-
-
-@pytest.mark.parametrize(("text", "mb"), [("16G", 16384), ("16gb", 16384), ("512M", 512), ("1T", 1048576),
-                                          (2048, 2048), ("1.5G", 1536)])
-def test_memory_units(text, mb):
-    assert parse_memory_mb(text) == mb
-
-
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("90", 5400),                  # MINUTES
-    ("30:00", 1800),               # MM:SS
-    ("04:00:00", 14400),           # HH:MM:SS
-    ("36:00:00", 36 * 3600),
-    ("2-12", (2 * 24 + 12) * 3600),  # D-HH
-    ("1-04:30", 28 * 3600 + 1800),  # D-HH:MM, not MM:SS
-    ("1-00:00:00", 86400),         # D-HH:MM:SS
-])
-def test_walltime_follows_slurm_time_formats(text, seconds):
-    assert parse_walltime(text) == seconds
-
-
-@pytest.mark.parametrize("value", [14400, 4, 1.5])
-def test_walltime_number_must_be_quoted(value):
-    with pytest.raises(ValueError, match=r'quote it, as in walltime: "04:00:00"'):
-        parse_walltime(value)
-
-
-@pytest.mark.parametrize("text", ["4h", "1:2:3:4", "1-", "04:60:00", "1-24", "00:00", ""])
-def test_walltime_refused(text):
-    with pytest.raises(ValueError):
-        parse_walltime(text)
 
 
 def test_unquoted_walltime_in_yaml_is_refused(tmp_path):
@@ -160,97 +127,6 @@ def test_bad_file_names_file_and_key(tmp_path):
         load_profile_file(tmp_path / "syntax.yaml")
     with pytest.raises(ProfileError, match="does not exist"):
         build_profiles(directory=tmp_path / "missing")
-
-
-def test_defaults_when_no_options(profiles):
-    sel = validate_options(profiles, {})
-    assert sel.profile.slug == "cpu"
-    assert sel.environment.slug == "mods"
-    assert sel.app == "jupyter"
-    assert sel.job.cores == 4 and sel.job.memory_mb == 16384 and sel.job.walltime_s == 4 * 3600
-    assert sel.env == {} and sel.logging is False
-
-
-def test_overrides_within_limits(profiles):
-    sel = validate_options(profiles, {"hours": "8", "cores": 2, "memory": "8G", "logging": True,
-                                      "environment": "conda"})
-    assert sel.job.walltime_s == 8 * 3600 and sel.job.cores == 2 and sel.job.memory_mb == 8192
-    assert sel.environment.slug == "conda" and sel.logging is True
-
-
-@pytest.mark.parametrize(
-    ("options", "field", "words"),
-    [
-        ({"profile": "nope"}, "profile", "unknown profile"),
-        ({"profile": "gpu"}, "profile", "may not use"),
-        ({"environment": "other"}, "environment", "is not an environment"),
-        ({"app": "rstudio"}, "app", "is not offered"),
-        ({"hours": 9}, "hours", "above the maximum"),
-        ({"hours": 0}, "hours", "below the minimum"),
-        ({"hours": "2h"}, "hours", "whole number"),
-        ({"hours": "inf"}, "hours", "whole number"),
-        ({"hours": "nan"}, "hours", "whole number"),
-        ({"cores": 3}, "cores", "not one of the allowed"),
-        ({"memory": "64G"}, "memory", "above the maximum"),
-        ({"memory": "big"}, "memory", "size like"),
-        ({"gpus": 1}, "gpus", "does not let you change"),
-        ({"resource": "mars"}, "resource", "unknown resource"),
-        ({"logging": "maybe"}, "logging", "true or false"),
-        ({"image": "x"}, "image", "unknown option"),
-        ({"env": {"JUPYTERHUB_API_TOKEN": "x"}}, "env", "reserved"),
-        ({"env": {"PW_JOB_DIR": "/"}}, "env", "reserved"),
-        ({"env": {"SLURM_JOB_ID": "1"}}, "env", "reserved"),
-        ({"env": {"SGE_ROOT": "/x"}}, "env", "reserved"),
-        ({"env": {"JOB_ID": "1"}}, "env", "reserved"),
-        ({"env": {"PBS_O_WORKDIR": "/"}}, "env", "reserved"),
-        ({"env": {"HOME": "/tmp"}}, "env", "reserved"),
-        ({"env": {"IFS": "/"}}, "env", "reserved"),
-        ({"env": {"BASH_ENV": "/tmp/x"}}, "env", "reserved"),
-        ({"env": {"_": ""}}, "env", "reserved"),
-        ({"env": {"1X": "y"}}, "env", "not a valid variable name"),
-        ({"env": {"A-B": "y"}}, "env", "not a valid variable name"),
-        ({"env": {"A": "line\nnext"}}, "env", "newline"),
-        ({"env": {"A": ["list"]}}, "env", "must be text"),
-        ({"env": ["A=1"]}, "env", "mapping"),
-    ],
-)
-def test_refused_options_name_the_field(profiles, options, field, words):
-    with pytest.raises(OptionsError) as info:
-        validate_options(profiles, options)
-    assert info.value.field == field
-    assert words in info.value.message
-
-
-def test_null_logging_is_not_given(profiles):
-    # JupyterHub stores user_options as JSON and may hand back None for a value; null is "left out".
-    assert validate_options(profiles, {"logging": None}).logging is False
-
-
-def test_groups_unlock_profiles(profiles):
-    sel = validate_options(profiles, {"profile": "gpu", "gpus": 2}, groups=["gpu-users"])
-    assert sel.job.gpus == 2
-
-
-def test_forbidden_env_from_profile_and_config():
-    profiles = build_profiles([{**BASE, "forbidden_env": ["PATH"]}])
-    with pytest.raises(OptionsError, match="PATH may not be set"):
-        validate_options(profiles, {"env": {"PATH": "/evil"}})
-    with pytest.raises(OptionsError, match="LD_PRELOAD may not be set"):
-        validate_options(profiles, {"env": {"LD_PRELOAD": "x.so"}}, forbidden_env=["LD_PRELOAD"])
-
-
-def test_env_textarea_lines():
-    assert parse_env_lines("A=1\n\n# comment\n B = two words \nC=a=b\n") == {
-        "A": "1", "B": " two words", "C": "a=b"}
-    with pytest.raises(OptionsError, match="line 2: expected NAME=value"):
-        parse_env_lines("A=1\njust text")
-    with pytest.raises(OptionsError, match="line 2: A is set twice"):
-        parse_env_lines("A=1\nA=2")
-
-
-def test_no_profiles_configured():
-    with pytest.raises(OptionsError, match="no profiles"):
-        validate_options([], {})
 
 
 def test_profile_files_are_parsed_again_only_when_changed(tmp_path, monkeypatch):
