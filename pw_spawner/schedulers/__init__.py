@@ -1,9 +1,10 @@
 """Schedulers: submit, query and cancel jobs, read each scheduler's output, write its directives.
 
-One module per scheduler, each a :class:`Scheduler` with a ``kind``: ``local`` and ``controller``
-(:mod:`.local`), ``pbs`` and ``torque`` (:mod:`.pbs`), ``slurm`` (:mod:`.slurm`). They run their
-commands through an executor, so they work the same on the hub host and over SSH, and they never
-raise on an unreadable answer: a query that fails is :data:`JobState.UNKNOWN`, not "gone".
+One module per scheduler, each with one or more :class:`Scheduler` classes that have a ``kind``
+(``local`` and ``controller`` share :mod:`.local`, ``pbs`` and ``torque`` :mod:`.pbs`;
+:func:`scheduler_kinds` lists them all). They run their commands through an executor, so they
+work the same on the hub host and over SSH, and they never raise on an unreadable answer: a query
+that fails is :data:`JobState.UNKNOWN`, not "gone".
 
 The registry is found, not typed: every module of this package is read for Scheduler classes with
 a ``kind``, and other packages add theirs through the entry-point group ``pw_spawner.schedulers``

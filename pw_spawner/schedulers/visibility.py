@@ -22,7 +22,7 @@ _DECIDED: dict[tuple[str, tuple[str, ...], tuple[str, ...]], str] = {}
 _ASKING: dict[tuple[str, tuple[str, ...], tuple[str, ...]], asyncio.Future[bool | None]] = {}
 
 FALLBACK_ADVICE = (
-    "status queries fall back to one per user (one squeue/qstat per user per interval). Set "
+    "status queries fall back to one per user (one scheduler query per user per interval). Set "
     "c.PWSpawner.status_query_prefix to an account that sees every job (e.g. a Slurm operator "
     "through sudo), or c.PWSpawner.status_query_scope = 'cluster' if the hub's account does")
 
