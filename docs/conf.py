@@ -21,7 +21,7 @@ except ImportError:  # the reference extension will fail loudly; keep the error 
     release = ""
 version = release
 
-extensions = ["myst_parser", "traitlets_reference", "config_reference"]
+extensions = ["myst_parser", "traitlets_reference", "config_reference", "scheduler_table"]
 
 source_suffix = {".md": "markdown"}
 root_doc = "index"
