@@ -7,6 +7,7 @@ from pathlib import Path
 from pw_spawner.apps import AppLaunch, jupyter_launch, rstudio_launch, vnc_launch, xpra_launch
 from pw_spawner.options import validate_options
 from pw_spawner.profiles import build_profiles
+from pw_spawner.schedulers import scheduler_classes
 from pw_spawner.scripts import ScriptRequest, render_script
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,6 +30,11 @@ CASES = {
     "vnc.sh": ("slurm", "desktop", {"resolution": "1920x1080"}),
     "xpra.sh": ("pbs", "xpra-gui", {}),
 }
+# Every scheduler of the package has a golden script of its own (a new scheduler module brings
+# its file: python tests/scriptcases.py writes it).
+for _kind, _cls in scheduler_classes().items():
+    if _cls.__module__.startswith("pw_spawner.") and not any(case[0] == _kind for case in CASES.values()):
+        CASES[f"{_kind}.sh"] = (_kind, "gpu", {"env": {"OMP_NUM_THREADS": "2"}})
 PROXY = ["jupyter-standaloneproxy"]
 
 
@@ -52,7 +58,7 @@ def render_case(name: str) -> str:
         selection=selection, scheduler=scheduler, job_name="pw-alice",
         job_dir="/home/alice/.pw_spawner/jobs/pw-alice",
         app=app_launch(selection.app),
-        bind_ip="127.0.0.1" if scheduler == "local" else "0.0.0.0", hub_env=HUB_ENV,
+        bind_ip=scheduler_classes()[scheduler].default_bind_ip(), hub_env=HUB_ENV,
         setup_lines=SETUP_LINES.get(name, []),
     ))
 

@@ -1,0 +1,332 @@
+#!/bin/bash
+#
+# pw_spawner job pw-alice
+#   profile:     gpu (8c, 64G, 08:00:00, 1 GPU)
+#   environment: cuda
+#   app:         jupyter
+# The job writes its state to service.json in its job directory; the hub reads it.
+
+# No `set -eu`: module and conda activation scripts use unset variables and failing commands;
+# every step below checks its own result and reports it through service.json instead.
+set -o pipefail
+umask 077
+
+PW_JOB_DIR=/home/alice/.pw_spawner/jobs/pw-alice
+PW_JOB_ID="${PW_LOCAL_JOB_ID:-$$}"
+PW_BIND_IP=127.0.0.1
+PW_SLUG=lab
+PW_URL=/me
+PW_HOST="$PW_BIND_IP"
+if [ "$PW_HOST" = 0.0.0.0 ]; then PW_HOST="$(hostname)"; fi
+PW_PORT=""
+PW_LOG="$PW_JOB_DIR/job.out"
+export PW_JOB_DIR PW_JOB_ID PW_URL PW_SLUG PW_HOST PW_PORT
+
+# The job's helper (service.json, ports, the job directory's checks): python3, standard library only.
+# The interpreter: the local runner's own where it started this job (it runs as this account on
+# this host), else python3 found once: python3 on PATH may be a wrapper (pyenv, modules) that costs
+# a tenth of a second at every call.
+PW_PYTHON="${PW_RUNNER_PYTHON:-}"
+unset PW_RUNNER_PYTHON
+[ -x "$PW_PYTHON" ] || PW_PYTHON="$(python3 -I -S -c 'import sys; print(sys.executable)' 2>/dev/null)"
+[ -x "$PW_PYTHON" ] || { echo "pw_spawner: python3 is needed on this node" >&2; exit 1; }
+IFS= read -r -d '' PW_HELPER <<'PW_HELPER_PY'
+"""The job's own helper, run by the job script on its node with ``python3 -I -S -c``.
+
+Standard library only (a node needs python3, not pw_spawner). Each call is a process start, so a
+call does all of one step, and modules are imported where they are used (an import of ``json``
+costs a few milliseconds, a start of the interpreter about eight). Subcommands:
+
+- ``begin DIR [MESSAGE]``: refuse a job directory that is a symbolic link, not this account's, or
+  open to others (another user under a shared root could plant files there); then, with MESSAGE,
+  write STARTING with it.
+- ``status STATE [MESSAGE]``: write service.json whole (a real JSON encoder, mode 0600, renamed into
+  place) from PW_JOB_DIR, PW_URL, PW_PORT, PW_SLUG, PW_HOST and PW_JOB_ID; then a byte to the
+  hub's wake-up pipe ``wake`` in the job directory, where there is one.
+- ``port HOST [MESSAGE]``: print a port free on HOST now (a candidate: ``ready`` says whose it
+  became); with MESSAGE, also write STARTING with MESSAGE and that port.
+- ``listen-wait PID PORT SECONDS``: until a socket listening on PORT belongs to PID or one of its
+  descendants (exit 0), checked (cheaply) every 5 ms in this one process;
+  exit 3 when someone else listens there (another user took the port), 4 when PID ended first, 5
+  when SECONDS passed.
+- ``ready PID PORT SECONDS [MESSAGE]``: with MESSAGE, STARTING with it and PORT written first
+  (while the app boots); then ``listen-wait``, and RUNNING written when it succeeded.
+- ``secret``: a random token for an app's private wiring.
+"""
+
+import os
+import sys
+
+
+def checkdir(path):
+    import stat
+
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        return f"cannot use the job directory {path}: {exc.strerror}"
+    if stat.S_ISLNK(info.st_mode):
+        return f"the job directory {path} is a symbolic link"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"the job directory {path} is not a directory"
+    if info.st_uid != os.geteuid():
+        return f"the job directory {path} belongs to uid {info.st_uid}, not to this job's account"
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        return f"the job directory {path} has mode {stat.S_IMODE(info.st_mode):04o}, not 0700"
+    return None
+
+
+def status(state, message="", port=None):
+    import json
+
+    env = os.environ
+    if port is None:
+        port = env.get("PW_PORT", "")
+    directory = env["PW_JOB_DIR"]
+    record = {
+        "JOB_STATUS": state,
+        "URL": env.get("PW_URL", "/me"),
+        "PORT": int(port) if port.isdigit() else None,
+        "SLUG": env.get("PW_SLUG", ""),
+        "HOST": env.get("PW_HOST", ""),
+        "ERROR_MESSAGE": message,
+        "JOB_ID": env.get("PW_JOB_ID", ""),
+    }
+    tmp = os.path.join(directory, f".service.json.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(record, handle)
+        handle.write("\n")
+    os.replace(tmp, os.path.join(directory, "service.json"))
+    # Where the hub follows this start from the same host, it holds a named pipe here: a byte
+    # wakes it to read service.json now (elsewhere there is none, and nothing happens).
+    try:
+        wake = os.open(os.path.join(directory, "wake"), os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        import stat
+
+        if stat.S_ISFIFO(os.fstat(wake).st_mode):  # a file of that name is left as it is
+            os.write(wake, b"\n")
+    except OSError:
+        pass
+    finally:
+        os.close(wake)
+
+
+def listening_inodes(port):
+    inodes = set()
+    wanted = f"{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as handle:
+                next(handle, None)
+                for line in handle:
+                    parts = line.split()
+                    # local_address is HEXADDR:HEXPORT; state 0A is LISTEN; field 9 the inode.
+                    if len(parts) > 9 and parts[3] == "0A" and parts[1].rsplit(":", 1)[-1] == wanted:
+                        inodes.add(parts[9])
+        except OSError:
+            pass
+    return inodes
+
+
+def process_tree(root):
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in tree:
+            tree.add(pid)
+            todo.extend(children.get(pid, ()))
+    return tree
+
+
+def owns(pid, port):
+    inodes = listening_inodes(port)
+    if not inodes:
+        return 1
+    for member in process_tree(pid):
+        try:
+            fds = os.listdir(f"/proc/{member}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{member}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                return 0
+    return 3
+
+
+def ended(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def answers_on_loopback(port):
+    """Whether something accepts connections on 127.0.0.1:PORT (a refused connect costs microseconds)."""
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+def listen_wait(pid, port, seconds):
+    import time
+
+    # Reading /proc/net/tcp makes the kernel walk its socket tables: a read every 5 ms cost a third
+    # of a core here, and slowed the booting app. So a cheap probe on loopback (an app bound to
+    # 127.0.0.1 or to all addresses answers it) runs every 5 ms, and the full check of who listens
+    # when the probe is answered and every 100 ms (an app bound to another address only).
+    started = time.monotonic()
+    checks = 0
+    while True:
+        if checks % 20 == 0 or answers_on_loopback(port):
+            found = owns(pid, port)
+            if found in (0, 3):
+                return found
+        checks += 1
+        if ended(pid):
+            return 4
+        if time.monotonic() > started + seconds:
+            return 5
+        time.sleep(0.005)
+
+
+def free_port(host):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def main(args):
+    command = args[0] if args else ""
+    if command == "begin":
+        problem = checkdir(args[1])
+        if problem:
+            print(problem, file=sys.stderr)
+            return 1
+        if len(args) > 2:
+            status("STARTING", args[2])
+        return 0
+    if command == "status":
+        status(args[1], args[2] if len(args) > 2 else "")
+        return 0
+    if command == "port":
+        port = free_port(args[1] if len(args) > 1 else "")
+        if len(args) > 2:
+            status("STARTING", args[2], port=str(port))
+        print(port)
+        return 0
+    if command in ("listen-wait", "ready"):
+        if command == "ready" and len(args) > 4:
+            status("STARTING", args[4], port=args[2])
+        elif command == "ready":
+            import json  # noqa: F401  (now, while the app boots, not after it listens)
+        found = listen_wait(int(args[1]), int(args[2]), float(args[3]))
+        if found == 0 and command == "ready":
+            status("RUNNING", "", port=args[2])
+        return found
+    if command == "secret":
+        print(os.urandom(24).hex())
+        return 0
+    print(f"job helper: unknown command {command!r}", file=sys.stderr)
+    return 2
+
+
+sys.exit(main(sys.argv[1:]))
+PW_HELPER_PY
+pw_helper() { "$PW_PYTHON" -I -S -c "$PW_HELPER" "$@"; }
+# The job directory must be this account's own, 0700: under a shared root another user could
+# otherwise plant the files this job runs (the proxy's configuration) or reads.
+[ -d "$PW_JOB_DIR" ] || mkdir -p -m 0700 "$PW_JOB_DIR" 2>/dev/null
+PW_DIR_PROBLEM="$(pw_helper begin "$PW_JOB_DIR" "setting up the environment" 2>&1)" || {
+    echo "pw_spawner: refusing to run: $PW_DIR_PROBLEM" >&2
+    exit 1
+}
+# The scheduler starts jobs in the submitting directory (the hub's); apps start from home.
+cd "$HOME" || cd /
+
+# service.json is written whole, with a JSON encoder, and renamed into place.
+pw_status() {
+    pw_helper status "$1" "${2:-}"
+}
+pw_fail() {
+    echo "pw_spawner: $1" >&2
+    pw_status FAILED "$1"
+    exit 1
+}
+
+# ---- environment: CUDA 12 + PyTorch
+module load cuda/12.2 pytorch/2.3 \
+    || pw_fail 'module load failed: cuda/12.2 pytorch/2.3'
+
+# ---- environment variables from the spawn page
+export OMP_NUM_THREADS=2
+
+# ---- from the hub (contains the server's API token: this script is never logged)
+export JUPYTERHUB_API_TOKEN=TOKEN
+export JUPYTERHUB_USER=alice
+export JUPYTERHUB_SERVICE_PREFIX=/user/alice/
+
+# ---- app: jupyter
+command -v jupyterhub-singleuser >/dev/null \
+    || pw_fail 'jupyterhub-singleuser was not found in this environment'
+# RUNNING (written by the helper) only once the app's own process listens on the port: the port was
+# free when picked, and another process may have taken it since; the hub must never be sent to
+# that listener. Jobs starting at once on one node can be handed the same free port: the one that
+# loses tries another, up to three ports in all.
+PW_TRIES=0
+while :; do
+    PW_PORT="$(pw_helper port "$PW_BIND_IP")" || pw_fail "no free port on this node"
+    export JUPYTERHUB_SERVICE_URL="http://${PW_BIND_IP}:${PW_PORT}${JUPYTERHUB_SERVICE_PREFIX:-/}"
+    jupyterhub-singleuser --SingleUserNotebookApp.default_url=/lab --ip="$PW_BIND_IP" --port="$PW_PORT" &
+    PW_APP_PID=$!
+    # Cancelling the job (scancel, qdel, stop) signals this shell: pass it on to the app.
+    trap 'kill -TERM "$PW_APP_PID" 2>/dev/null; wait "$PW_APP_PID"; pw_status CANCELLED "stopped"; exit 0' TERM INT HUP
+    pw_helper ready "$PW_APP_PID" "$PW_PORT" 300 'starting JupyterLab'
+    PW_READY=$?
+    PW_TRIES=$((PW_TRIES + 1))
+    [ "$PW_READY" -eq 3 ] && [ "$PW_TRIES" -lt 3 ] || break
+    kill -TERM "$PW_APP_PID" 2>/dev/null
+    wait "$PW_APP_PID" 2>/dev/null
+done
+case $PW_READY in
+    0) ;;
+    3) kill -TERM "$PW_APP_PID" 2>/dev/null
+       pw_fail "port $PW_PORT on $(hostname) was taken by another process before JupyterLab listened on it ($PW_TRIES ports tried); please start again" ;;
+    4) wait "$PW_APP_PID"
+       pw_fail "JupyterLab exited with status $? before it listened on port $PW_PORT (its output: $PW_LOG)" ;;
+    *) kill -TERM "$PW_APP_PID" 2>/dev/null
+       pw_fail "JupyterLab did not listen on port $PW_PORT within 300 s" ;;
+esac
+
+wait "$PW_APP_PID"
+PW_RC=$?
+if [ "$PW_RC" -eq 0 ]; then
+    pw_status COMPLETED ""
+else
+    pw_status FAILED "JupyterLab exited with status $PW_RC (its output: $PW_LOG)"
+fi
+exit "$PW_RC"
