@@ -46,7 +46,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from pw_spawner.testing import fake_scheduler
+from pw_spawner.testing.fake import processes as fake_processes
 from pw_spawner.testing.plugin import KNOBS, FakeScheduler, install_fake_scheduler
 
 COMMANDS = ("squeue", "scontrol", "sacct", "sbatch", "scancel")
@@ -224,7 +224,7 @@ class MockCluster:
         (FakeScheduler.kill_all would also do, but it visits every cloned record, which share one
         process group, and waits for that group once per record.)"""
         for group, supervisor in self._processes:
-            fake_scheduler.killpg(group, signal.SIGKILL)
+            fake_processes.killpg(group, signal.SIGKILL)
             if supervisor:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(supervisor, signal.SIGKILL)

@@ -34,12 +34,16 @@ from pw_spawner.remote.executor import (
     UntrustedFileError,
     passed_environment,
 )
-from pw_spawner.testing import fake_scheduler, plugin
+from pw_spawner.testing import fake, plugin
 
 
 def test_no_test_hook_in_the_passed_environment():
     # The fake scheduler's knobs reach it through its state directory (FakeScheduler.set_knobs).
-    read = set(re.findall(r"PW_FAKE_[A-Z_]+", Path(fake_scheduler.__file__).read_text()))
+    # Every module of the fake's package: the store and each scheduler.
+    sources = sorted(Path(fake.__file__).parent.glob("*.py"))
+    assert {"store.py", "slurm.py", "pbs.py"} <= {path.name for path in sources}
+    read = {name for path in sources for name in re.findall(r"PW_FAKE_[A-Z_]+", path.read_text())}
+    assert {"PW_FAKE_PENDING_SECONDS", "PW_FAKE_PARTITIONS", "PW_FAKE_PBS_SPOOL"} <= read
     assert read - {"PW_FAKE_SCHED_DIR"} <= set(plugin.KNOBS)
     assert not [name for name in passed_environment() if name.startswith("PW_")]
     # The schedulers' own variables come from their modules.

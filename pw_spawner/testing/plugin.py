@@ -2,7 +2,7 @@
 
 Registered as the ``pw_spawner`` pytest11 entry point. Each fixture makes a bin directory of
 wrapper scripts (``sbatch``, ``squeue``, ... or ``qsub``, ``qstat``, ...) that run
-:mod:`pw_spawner.testing.fake_scheduler`, plus a state directory, and points ``PATH`` and
+:mod:`pw_spawner.testing.fake`, plus a state directory, and points ``PATH`` and
 ``PW_FAKE_SCHED_DIR`` at them for the test::
 
     def test_submit(fake_slurm):
@@ -10,10 +10,12 @@ wrapper scripts (``sbatch``, ``squeue``, ... or ``qsub``, ``qstat``, ...) that r
                              capture_output=True, check=True).stdout
         job = fake_slurm.wait_for_state(out.strip(), "RUNNING")
 
-Jobs really run on this machine; whatever is still running when the test ends is killed
-(SIGTERM, then SIGKILL after two seconds). Knobs such as ``PW_FAKE_PENDING_SECONDS`` are plain
-environment variables (see the fake_scheduler docstring): set them with ``monkeypatch.setenv``.
-Outside pytest, :func:`install_fake_scheduler` makes the same bin directory.
+There is one fixture ``fake_<flavour>`` per flavour the fake's scheduler modules declare
+(``fake_slurm``, ``fake_pbs``, ``fake_torque``). Jobs really run on this machine; whatever is still
+running when the test ends is killed (SIGTERM, then SIGKILL after two seconds). Knobs such as
+``PW_FAKE_PENDING_SECONDS`` (see the docstrings of :mod:`pw_spawner.testing.fake`'s modules) are set
+with :meth:`FakeScheduler.set_knobs`, or with ``monkeypatch.setenv`` for commands the test runs
+itself. Outside pytest, :func:`install_fake_scheduler` makes the same bin directory.
 """
 
 from __future__ import annotations
@@ -24,65 +26,59 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import fake_scheduler as fs
+from .fake import cli as fake_cli
+from .fake import processes as fake_processes
+from .fake import store as fake_store
 
-#: The wrappers each flavour gets; "pbs" is another name for "pro".
-FLAVORS = {"slurm": fs.SLURM_COMMANDS, "pro": fs.PBS_COMMANDS, "pbs": fs.PBS_COMMANDS,
-           "torque": fs.PBS_COMMANDS}
-#: Knobs a developer's shell might have set; every fixture starts without them.
-KNOBS = ("PW_FAKE_PBS_FLAVOR", "PW_FAKE_PENDING_SECONDS", "PW_FAKE_PENDING_REASON",
-         "PW_FAKE_PARTITIONS", "PW_FAKE_QUEUES", "PW_FAKE_SUBMIT_FAIL", "PW_FAKE_QUERY_FAIL",
-         "PW_FAKE_HOSTNAME", "PW_FAKE_MIN_JOB_AGE", "PW_FAKE_JOB_HISTORY", "PW_FAKE_PBS_SPOOL")
+#: The wrappers each flavour gets, as the fake's scheduler modules declare them.
+FLAVORS: dict[str, tuple[str, ...]] = {name: flavor.commands for name, flavor in fake_cli.flavors().items()}
+#: Every knob the fake reads; a developer's shell might have set them: every fixture starts without.
+KNOBS: tuple[str, ...] = fake_cli.knobs()
 
 
 def install_fake_scheduler(dest_dir: str | os.PathLike[str], flavor: str,
                            state_dir: str | os.PathLike[str] | None = None) -> dict[str, str]:
-    """Write the fake ``flavor`` commands (slurm, pro/pbs or torque) into ``dest_dir``.
+    """Write the fake ``flavor`` commands (a key of :data:`FLAVORS`: slurm, pbs, torque...) into
+    ``dest_dir``.
 
     The state directory defaults to ``dest_dir/state``. Returns the environment variables to
-    set (``PATH`` with ``dest_dir`` first, ``PW_FAKE_SCHED_DIR`` and, for PBS,
-    ``PW_FAKE_PBS_FLAVOR``); the wrappers also fall back to these two settings on their own,
-    so they still work when a caller passes them a trimmed environment.
+    set (``PATH`` with ``dest_dir`` first, ``PW_FAKE_SCHED_DIR`` and the flavour's settings, e.g.
+    ``PW_FAKE_PBS_FLAVOR``); the wrappers also fall back to these settings on their own, so they
+    still work when a caller passes them a trimmed environment.
     """
-    flavor = flavor.lower()
-    if flavor not in FLAVORS:
-        raise ValueError(f"unknown scheduler flavor {flavor!r} (slurm, pro, pbs or torque)")
-    pbs_flavor = "torque" if flavor == "torque" else "pro"
+    flavors = fake_cli.flavors()
+    chosen = flavors.get(flavor.lower())
+    if chosen is None:
+        raise ValueError(f"unknown scheduler flavor {flavor!r} ({', '.join(flavors)})")
     bin_dir = Path(dest_dir).absolute()
     state = Path(state_dir).absolute() if state_dir is not None else bin_dir / "state"
     bin_dir.mkdir(parents=True, exist_ok=True)
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
-    defaults = [f': "${{PW_FAKE_SCHED_DIR:={shlex.quote(str(state))}}}"',
-                "export PW_FAKE_SCHED_DIR"]
-    if flavor != "slurm":
-        defaults += [f': "${{PW_FAKE_PBS_FLAVOR:={pbs_flavor}}}"', "export PW_FAKE_PBS_FLAVOR"]
+    settings = {"PW_FAKE_SCHED_DIR": str(state), **chosen.settings}
+    defaults = [f': "${{{key}:={shlex.quote(value)}}}"; export {key}' for key, value in settings.items()]
     python = shlex.quote(sys.executable)
-    module = shlex.quote(os.path.abspath(fs.__file__))
-    for name in FLAVORS[flavor]:
-        # The module is run by its path, not with -m: a caller that strips PYTHONPATH from the
+    entry = shlex.quote(fake_processes.ENTRY)
+    for name in chosen.commands:
+        # The entry is run by its path, not with -m: a caller that strips PYTHONPATH from the
         # environment (the spawner does) must still reach it. It imports only the stdlib.
         text = "\n".join([
             "#!/bin/sh",
-            f"# Fake {name} ({flavor}), written by pw_spawner.testing.plugin.",
+            f"# Fake {name} ({flavor.lower()}), written by pw_spawner.testing.plugin.",
             *defaults,
-            f"exec {python} {module} {name} \"$@\"",
+            f"exec {python} {entry} {chosen.scheduler} {name} \"$@\"",
             "",
         ])
         path = bin_dir / name
         path.write_text(text)
         path.chmod(0o755)
-    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
-           "PW_FAKE_SCHED_DIR": str(state)}
-    if flavor != "slurm":
-        env["PW_FAKE_PBS_FLAVOR"] = pbs_flavor
-    return env
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}", **settings}
 
 
 @dataclass
@@ -100,8 +96,8 @@ class FakeScheduler:
     env: dict[str, str] = field(default_factory=dict)
 
     @property
-    def store(self) -> fs.JobStore:
-        return fs.JobStore(self.state_dir)
+    def store(self) -> fake_store.JobStore:
+        return fake_store.JobStore(self.state_dir)
 
     def set_knobs(self, **knobs: str | int | float) -> None:
         """Set knobs (``PW_FAKE_PENDING_SECONDS=600``) for every later fake command of this test.
@@ -112,7 +108,7 @@ class FakeScheduler:
         unknown = set(knobs) - set(KNOBS)
         if unknown:
             raise ValueError(f"unknown knobs {sorted(unknown)} (known: {', '.join(KNOBS)})")
-        path = self.state_dir / fs.KNOBS_FILE
+        path = self.state_dir / fake_store.KNOBS_FILE
         current = json.loads(path.read_text()) if path.exists() else {}
         current.update({name: str(value) for name, value in knobs.items()})
         path.write_text(json.dumps(current))
@@ -146,18 +142,18 @@ class FakeScheduler:
             for job in store.jobs():
                 if job.get("pid") and job.get("exit_code") is None:
                     groups.append(job["pid"])  # running, or cancelled and still dying
-                if job["state"] in fs.ACTIVE_STATES:
+                if job["state"] in fake_store.ACTIVE_STATES:
                     # Marked first, under the lock, so a pending job's supervisor never starts it.
                     job.update(state="CANCELLED", end_time=time.time())
                     store.save(job)
         for pgid in groups:
-            fs.killpg(pgid, signal.SIGTERM)
+            fake_processes.killpg(pgid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while any(fs.pgid_alive(g) for g in groups) and time.monotonic() < deadline:
+        while any(fake_processes.pgid_alive(g) for g in groups) and time.monotonic() < deadline:
             time.sleep(0.05)
         for pgid in groups:
-            if fs.pgid_alive(pgid):
-                fs.killpg(pgid, signal.SIGKILL)
+            if fake_processes.pgid_alive(pgid):
+                fake_processes.killpg(pgid, signal.SIGKILL)
 
 
 def _fake_scheduler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -175,19 +171,16 @@ def _fake_scheduler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         sched.kill_all()
 
 
-@pytest.fixture
-def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeScheduler]:
-    """A fake Slurm (sbatch, squeue, scontrol, scancel, sacct) first on PATH."""
-    yield from _fake_scheduler(tmp_path, monkeypatch, "slurm")
+def _fixture(flavor: str) -> Callable[..., Iterator[FakeScheduler]]:
+    def fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeScheduler]:
+        yield from _fake_scheduler(tmp_path, monkeypatch, flavor)
+
+    fixture.__name__ = f"fake_{flavor}"
+    fixture.__doc__ = (f"A fake {flavor} ({', '.join(FLAVORS[flavor])}) first on PATH; see "
+                       f"pw_spawner.testing.fake.{fake_cli.flavors()[flavor].scheduler}.")
+    return pytest.fixture(name=f"fake_{flavor}")(fixture)
 
 
-@pytest.fixture
-def fake_pbs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeScheduler]:
-    """A fake PBS Pro (qsub, qstat, qdel, qselect) first on PATH."""
-    yield from _fake_scheduler(tmp_path, monkeypatch, "pro")
-
-
-@pytest.fixture
-def fake_torque(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeScheduler]:
-    """A fake Torque (qsub, qstat, qdel, qselect) first on PATH."""
-    yield from _fake_scheduler(tmp_path, monkeypatch, "torque")
+# fake_slurm, fake_pbs, fake_torque, ...: one fixture per flavour.
+for _flavor in FLAVORS:
+    globals()[f"fake_{_flavor}"] = _fixture(_flavor)
