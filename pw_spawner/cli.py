@@ -3,12 +3,13 @@
     pw-spawner render --profile cpu-short [--env ...] [--app jupyter] [--user alice] \
         [--config jupyterhub_config.py] [--profiles DIR] [--scheduler slurm] [--set hours=2]
     pw-spawner check [--config jupyterhub_config.py] [--profiles DIR]
-    pw-spawner schema profiles|resources
+    pw-spawner schema profiles|resources|apps
 
 ``render`` builds the spawner a ``jupyterhub_config.py`` configures (``c.JupyterHub.spawner_class``,
 every setting of its classes) for a stand-in user and prints the script it would submit, byte for
 byte, submitting nothing. ``check`` validates the profiles and resources of that configuration.
-``schema`` prints the JSON Schema (draft 2020-12) of a profile file or of ``c.PWSpawner.resources``,
+``schema`` prints the JSON Schema (draft 2020-12) of a profile file, of ``c.PWSpawner.resources`` or
+of an app definition,
 for editors that complete and check YAML (e.g. a ``# yaml-language-server: $schema=...`` line).
 Exit 0 on success, 1 with the reason on a bad profile or option.
 """
@@ -30,6 +31,15 @@ from traitlets.config import Config, PyFileConfigLoader
 from traitlets.utils.importstring import import_item
 
 from .accounts import refuse_shared_account
+from .apps import App, registry
+from .apps.declared import (
+    AppDefinition,
+    AppDefinitionError,
+    app_class,
+    apps_schema,
+    load_definitions,
+    shell_words,
+)
 from .options import OptionsError
 from .profiles import Profile, ProfileError, build_profiles, profiles_schema
 from .remote.executor import CommandResult, Executor, ExecutorError
@@ -80,7 +90,18 @@ def profiles_from(config: Config, profiles_dir: str | None, user: str = "admin")
     if callable(source):
         source = []
     directory = profiles_dir or settings.get("profiles_dir") or None
-    return build_profiles(source, directory)
+    return build_profiles(source, directory, apps=apps_from(config))
+
+
+def declared_apps_from(config: Config) -> list[AppDefinition]:
+    """The apps the configuration declares (``app_definitions``, ``apps_dir``)."""
+    settings = spawner_settings(config)
+    return load_definitions(settings.get("app_definitions") or [], settings.get("apps_dir") or None)
+
+
+def apps_from(config: Config) -> dict[str, type[App]]:
+    """The configuration's app registry: the built-in apps and those it declares."""
+    return registry(app_class(d) for d in declared_apps_from(config))
 
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
@@ -240,6 +261,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         groups = f" [groups: {', '.join(profile.groups)}]" if profile.groups else ""
         print(f"ok  {profile.slug}{flags}: {profile.display_name} - {profile.job.summary}; "
               f"{envs}; apps: {', '.join(profile.apps)}{groups}  ({profile.source})")
+    for definition in declared_apps_from(config):
+        print(f"ok  app {definition.name}: {definition.display_name} - {shell_words(definition.command)} "
+              f"(listens on a {definition.listen.replace('_', ' ')})")
     for resource in build_resources(spawner_settings(config).get("resources") or []):
         print(f"ok  resource {resource.name}: {resource.display_name} - {resource.scheduler} via "
               f"{', '.join(resource.hosts)}:{resource.port} as {resource.ssh_user}")
@@ -264,6 +288,10 @@ def check_config(config: Config) -> None:
     if has_callable_profiles(config):
         print(CALLABLE_NOTE)
     try:
+        declared_apps_from(config)
+    except AppDefinitionError as exc:
+        raise SystemExit(f"pw_spawner: bad app configuration: {exc}") from None
+    try:
         profiles_from(config, None)
     except ProfileError as exc:
         raise SystemExit(f"pw_spawner: bad profile configuration: {exc}") from None
@@ -280,7 +308,7 @@ def check_config(config: Config) -> None:
 
 
 #: What ``pw-spawner schema`` prints: the JSON Schema of each part of the admin's configuration.
-SCHEMAS = {"profiles": profiles_schema, "resources": resources_schema}
+SCHEMAS = {"profiles": profiles_schema, "resources": resources_schema, "apps": apps_schema}
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -325,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"render": cmd_render, "check": cmd_check, "schema": cmd_schema}
         return commands[args.command](args)
-    except (ProfileError, OptionsError, ResourceError) as exc:
+    except (ProfileError, OptionsError, ResourceError, AppDefinitionError) as exc:
         print(f"pw-spawner: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -12,15 +12,18 @@ from typing import Any
 
 import jinja2
 
-from .apps import RESOLUTIONS
+from .apps import App, app_classes, form_option_names
 from .options import parse_env_lines
 from .profiles import OVERRIDE_KEYS, Override, Profile
 from .scripts import TEMPLATE_DIR
 from .units import format_hours, format_memory
 
-APP_NAMES = {"jupyter": "JupyterLab", "rstudio": "RStudio", "vnc": "Desktop (VNC)", "xpra": "Xpra"}
 OVERRIDE_LABELS = {"hours": "Hours", "cores": "Cores", "memory": "Memory", "gpus": "GPUs"}
-_PER_PROFILE = ("environment", "app", "resolution", *OVERRIDE_KEYS)
+
+
+def _per_profile() -> tuple[str, ...]:
+    """The fields each profile's fieldset has (named ``<field>--<profile slug>``)."""
+    return ("environment", "app", *form_option_names(), *OVERRIDE_KEYS)
 
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True)
 
@@ -57,11 +60,14 @@ def render_form(
     *,
     resources: Iterable[tuple[str, str] | tuple[str, str, Sequence[str]]] = (),
     values: Mapping[str, Any] | None = None,
+    apps: Mapping[str, type[App]] | None = None,
 ) -> str:
     """The form's HTML for the profiles a user may use; ``values`` are the last submitted options.
 
     ``resources``: (name, label) or (name, label, slugs of the profiles offered there; empty: all).
+    ``apps``: the app registry (a spawner's, with its declared apps; the built-in ones if not given).
     """
+    apps = apps if apps is not None else app_classes()
     values = dict(values or {})
     resources = [(r[0], r[1], " ".join(r[2]) if len(r) > 2 else "") for r in resources]
     if isinstance(values.get("env"), Mapping):
@@ -78,7 +84,8 @@ def render_form(
     return _env.get_template("form.html.j2").render(
         profiles=profiles, selected=selected, resources=resources, values=values,
         value=value, current=_current, number_box=_number_box, format_memory=format_memory,
-        app_names=APP_NAMES, override_labels=OVERRIDE_LABELS, resolutions=RESOLUTIONS,
+        app_names={name: cls.display_name for name, cls in apps.items()}, apps=apps,
+        override_labels=OVERRIDE_LABELS,
     )
 
 
@@ -98,7 +105,7 @@ def options_from_form(formdata: Mapping[str, Sequence[str]]) -> dict[str, Any]:
         options["profile"] = profile
     if first("resource"):
         options["resource"] = first("resource")
-    for name in _PER_PROFILE:
+    for name in _per_profile():
         value = first(f"{name}--{profile}")
         if value not in (None, ""):
             options[name] = value

@@ -14,15 +14,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .apps.vnc import RESOLUTIONS
+from .apps import app_classes, form_option_names
 from .config_schema import ENV_NAME_RE
 from .profiles import OVERRIDE_KEYS, Environment, JobSpec, Profile
 from .schedulers import job_environment_prefixes, scheduler_classes
 from .units import format_memory, parse_memory_mb
 
-#: The keys of ``user_options`` (the form and the REST API share them).
+#: The keys of ``user_options`` (the form and the REST API share them), beside those the apps add
+#: (:func:`option_keys`).
 OPTION_KEYS = ("profile", "environment", "app", "resource", "env", "logging",
-               "hours", "cores", "memory", "gpus", "resolution")
+               "hours", "cores", "memory", "gpus")
+
+
+def option_keys() -> tuple[str, ...]:
+    """Every ``user_options`` key: the spawner's, and the form options of every app (``resolution``)."""
+    return (*OPTION_KEYS, *form_option_names())
 #: Names the spawner and the job's launcher set: a user may not override them (nor those the
 #: schedulers set in their jobs: see :func:`reserved_env_prefixes`).
 RESERVED_ENV_PREFIXES = ("JUPYTERHUB_", "JPY_", "PW_", "BASH_")
@@ -62,8 +68,14 @@ class Selection:
     env: Mapping[str, str] = field(default_factory=dict)
     logging: bool = False
     resource: str | None = None
-    #: The VNC desktop's screen size (one of :data:`pw_spawner.apps.RESOLUTIONS`); None: the admin's.
-    resolution: str | None = None
+    #: The user's values of the chosen app's form options (the desktop's ``resolution``); a key not
+    #: given: the app's own setting.
+    app_options: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def resolution(self) -> str | None:
+        """The VNC desktop's screen size the user picked (None: the admin's)."""
+        return self.app_options.get("resolution")
 
 
 def parse_env_lines(text: str) -> dict[str, str]:
@@ -202,9 +214,10 @@ def validate_options(
     taken where the profile offers it (a sibling spawner's own app), else the profile's first.
     """
     options = dict(options or {})
-    unknown = sorted(set(options) - set(OPTION_KEYS))
+    keys = option_keys()
+    unknown = sorted(set(options) - set(keys))
     if unknown:
-        raise OptionsError(unknown[0], f"unknown option (allowed: {', '.join(OPTION_KEYS)})")
+        raise OptionsError(unknown[0], f"unknown option (allowed: {', '.join(keys)})")
     profile = pick_profile(profiles, options.get("profile"), groups)
 
     env_slug = options.get("environment")
@@ -219,11 +232,18 @@ def validate_options(
     if app not in profile.apps:
         raise OptionsError("app", f"{str(app)[:40]!r} is not offered by {profile.display_name!r}")
 
-    resolution = options.get("resolution") or None
-    if resolution is not None and resolution not in RESOLUTIONS:
-        raise OptionsError("resolution", f"{str(resolution)[:20]!r} is not one of the offered screen sizes")
-    # The form posts the size with every app of a profile that offers the desktop; only it uses it.
-    resolution = resolution if app == "vnc" else None
+    # The form posts every option of every app a profile offers; only the chosen app's count.
+    app_options: dict[str, str] = {}
+    for cls in app_classes().values():
+        for option in cls.form_options:
+            value = options.get(option.name) or None
+            if value is None:
+                continue
+            if value not in option.choices:
+                raise OptionsError(option.name, f"{str(value)[:20]!r} is not one of the offered choices "
+                                                f"({option.label})")
+            if cls.name == app:
+                app_options[option.name] = value
 
     resource = options.get("resource") or None
     resources = list(resources)
@@ -239,7 +259,7 @@ def validate_options(
         # null is "not given" here as for every other key (a saved user_options may hold it).
         logging=_as_bool("logging", False if options.get("logging") is None else options["logging"]),
         resource=resource or (resources[0] if resources else None),
-        resolution=resolution,
+        app_options=app_options,
     )
 
 
@@ -249,6 +269,7 @@ __all__ = [
     "RESERVED_ENV_PREFIXES",
     "OptionsError",
     "Selection",
+    "option_keys",
     "parse_env_lines",
     "pick_profile",
     "reserved_env_names",

@@ -13,7 +13,7 @@ this module knows nothing of schedulers or SSH beyond the names of their directi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -42,12 +42,10 @@ from .config_schema import (
     ScriptLine,
     Slug,
     Text,
-    enum_schema,
     first_error,
     json_schema,
     key_error,
     matching,
-    one_of,
 )
 from .units import (
     MEMORY_PATTERN,
@@ -60,8 +58,6 @@ from .units import (
     parse_walltime,
 )
 
-#: Apps a profile may name. Each needs a launcher in :mod:`pw_spawner.apps`.
-KNOWN_APPS = ("jupyter", "rstudio", "vnc", "xpra")
 #: The job values a profile may let users change (its ``overrides``).
 OVERRIDE_KEYS = ("hours", "cores", "memory", "gpus")
 
@@ -90,8 +86,14 @@ Hours = Annotated[int, BeforeValidator(hours_to_seconds),
 Count = Annotated[StrictInt, Field(ge=1)]
 ModuleName = Annotated[str, matching(r"^[A-Za-z0-9_.+/@-]+$", "{value!r} is not a module name")]
 Group = Annotated[OneLine, AfterValidator(lambda v: v if v.strip() else _empty())]
-AppName = Annotated[str, one_of(lambda: KNOWN_APPS, "app"),
-                    Field(json_schema_extra=enum_schema(lambda: KNOWN_APPS))]
+AppName = Annotated[Slug, Field(json_schema_extra=lambda schema: _app_examples(schema))]
+
+
+def _app_examples(schema: dict[str, Any]) -> None:
+    # The built-in apps; an app the configuration declares is valid too, so no enum.
+    from .apps import app_names
+
+    schema["examples"] = list(app_names())
 
 
 def _empty() -> str:
@@ -334,10 +336,14 @@ class Overrides(Declared):
         return any(True for _ in self.items())
 
 
-def _app_setting_names() -> dict[str, dict[str, bool]]:
-    from .apps import APP_SETTINGS
+def _apps(info: ValidationInfo) -> Mapping[str, Any]:
+    """The apps profiles may offer: the validation's ``apps`` (a spawner's registry, with the apps
+    its configuration declares), else the built-in ones."""
+    if info.context and info.context.get("apps") is not None:
+        return info.context["apps"]
+    from .apps import app_classes
 
-    return APP_SETTINGS
+    return app_classes()
 
 
 class Profile(Declared):
@@ -383,31 +389,31 @@ class Profile(Declared):
             raise key_error("environments", "environment slugs must be unique within a profile")
         if sum(env.default for env in self.environments) > 1:
             raise key_error("environments", "only one environment may be the default")
-        self._check_app_settings()
+        apps = _apps(info)
+        for i, app in enumerate(self.apps):
+            if app not in apps:
+                raise key_error(("apps", i), f"unknown app {app!r} (known: {', '.join(apps)})")
+        self._check_app_settings(apps)
         if info.context and "source" in info.context:
             self._source = info.context["source"]
         return self
 
-    def _check_app_settings(self) -> None:
-        known = _app_setting_names()
+    def _check_app_settings(self, apps: Mapping[str, Any]) -> None:
         for app, values in self.app_settings.items():
             key = ("app_settings", app)
-            if app not in self.apps or app not in known:
-                offered = ", ".join(a for a in self.apps if a in known) or "none"
-                raise key_error(key, f"not an app of this profile with settings (those: {offered})")
+            offered = [a for a in self.apps if apps[a].profile_settings]
+            if app not in offered:
+                those = ", ".join(offered) or "none"
+                raise key_error(key, f"not an app of this profile with settings (those: {those})")
             if not isinstance(values, dict):
                 raise key_error(key, "must be a mapping of setting names to values")
-            for name, value in values.items():
-                if name not in known[app]:
-                    raise key_error((*key, name), f"unknown setting (allowed: {', '.join(known[app])})")
-                is_list = known[app][name]
-                words = value if is_list else [value]
-                if not isinstance(words, list) or not all(
-                        isinstance(w, str) and not _NOT_ONE_LINE.search(w) for w in words):
-                    kind = "a list of one-line strings" if is_list else "one line of text"
-                    raise key_error((*key, name), f"must be {kind}")
-                if is_list:
-                    values[name] = tuple(value)
+            try:
+                checked = apps[app].check_profile_settings(values, f"app_settings.{app}")
+            except ValueError as exc:
+                name, _, reason = str(exc).partition(": ")
+                raise key_error((*key, name), reason) from None
+            values.clear()
+            values.update({name: tuple(v) if isinstance(v, list) else v for name, v in checked.items()})
 
     @property
     def source(self) -> str:
@@ -427,16 +433,18 @@ class Profile(Declared):
 # --------------------------------------------------------------------------------- reading
 
 
-def profile_from_dict(data: Any, source: str = "<config>", path: str = "") -> Profile:
-    """Parse one profile mapping; raises :class:`ProfileError` naming the key that is wrong."""
+def profile_from_dict(data: Any, source: str = "<config>", path: str = "",
+                      apps: Mapping[str, Any] | None = None) -> Profile:
+    """Parse one profile mapping; raises :class:`ProfileError` naming the key that is wrong.
+    ``apps``: the apps it may offer by name (the built-in ones if not given)."""
     try:
-        return Profile.model_validate(data, context={"source": source})
+        return Profile.model_validate(data, context={"source": source, "apps": apps})
     except ValidationError as exc:
         key, reason = first_error(exc, path)
         raise ProfileError(source, key or path or "profile", reason) from None
 
 
-def load_profile_file(path: str | Path) -> list[Profile]:
+def load_profile_file(path: str | Path, apps: Mapping[str, Any] | None = None) -> list[Profile]:
     """Profiles from one YAML file: a single mapping or a list of them."""
     source = str(path)
     try:
@@ -446,15 +454,16 @@ def load_profile_file(path: str | Path) -> list[Profile]:
     except OSError as exc:
         raise ProfileError(source, "", f"cannot read: {exc.strerror}") from exc
     if isinstance(data, list):
-        return [profile_from_dict(item, source, f"[{i}]") for i, item in enumerate(data)]
-    return [profile_from_dict(data, source)]
+        return [profile_from_dict(item, source, f"[{i}]", apps) for i, item in enumerate(data)]
+    return [profile_from_dict(data, source, apps=apps)]
 
 
-#: Parsed profile files by (path, mtime, size): a spawn re-reads only the files that changed.
-_FILE_CACHE: dict[Path, tuple[tuple[int, int], list[Profile]]] = {}
+#: Parsed profile files by path, with (mtime, size, the apps they were checked against): a spawn
+#: re-reads only the files that changed.
+_FILE_CACHE: dict[Path, tuple[tuple[int, int, tuple[str, ...]], list[Profile]]] = {}
 
 
-def load_profiles_dir(directory: str | Path) -> list[Profile]:
+def load_profiles_dir(directory: str | Path, apps: Mapping[str, Any] | None = None) -> list[Profile]:
     """All ``*.yaml`` / ``*.yml`` files of a directory, in name order.
 
     Each file is parsed again only when its modification time or size changed, so that an edit
@@ -470,22 +479,24 @@ def load_profiles_dir(directory: str | Path) -> list[Profile]:
             info = file.stat()
         except OSError as exc:
             raise ProfileError(str(file), "", f"cannot read: {exc.strerror}") from exc
-        signature = (info.st_mtime_ns, info.st_size)
+        signature = (info.st_mtime_ns, info.st_size, tuple(apps or ()))
         cached = _FILE_CACHE.get(file)
         if cached is None or cached[0] != signature:
-            cached = _FILE_CACHE[file] = (signature, load_profile_file(file))
+            cached = _FILE_CACHE[file] = (signature, load_profile_file(file, apps))
         profiles.extend(cached[1])
     return profiles
 
 
-def build_profiles(config_list: Iterable[Any] = (), directory: str | Path | None = None) -> list[Profile]:
-    """Profiles from config dicts (and/or ready Profile objects) and a directory, checked as a set."""
+def build_profiles(config_list: Iterable[Any] = (), directory: str | Path | None = None,
+                   apps: Mapping[str, Any] | None = None) -> list[Profile]:
+    """Profiles from config dicts (and/or ready Profile objects) and a directory, checked as a set;
+    ``apps``: the apps they may offer (a spawner's registry; the built-in ones if not given)."""
     profiles: list[Profile] = []
     for i, item in enumerate(config_list or ()):
         profiles.append(item if isinstance(item, Profile)
-                        else profile_from_dict(item, "profile_list", f"[{i}]"))
+                        else profile_from_dict(item, "profile_list", f"[{i}]", apps))
     if directory:
-        profiles.extend(load_profiles_dir(directory))
+        profiles.extend(load_profiles_dir(directory, apps))
     seen: dict[str, str] = {}
     for profile in profiles:
         if profile.slug in seen:
@@ -507,7 +518,7 @@ def profiles_schema() -> dict[str, Any]:
                        "of c.PWSpawner.profiles_dir or an entry of c.PWSpawner.profile_list.")
 
 
-__all__ = ["ENV_NAME_RE", "KNOWN_APPS", "LINE_BREAKING_CHARS", "OVERRIDE_KEYS", "Environment", "JobSpec",
+__all__ = ["ENV_NAME_RE", "LINE_BREAKING_CHARS", "OVERRIDE_KEYS", "Environment", "JobSpec",
            "MemoryOverride", "Override", "Overrides", "Profile", "ProfileError", "build_profiles",
            "format_hours", "format_memory", "format_walltime", "hours_to_seconds", "load_profile_file",
            "load_profiles_dir", "parse_memory_mb", "parse_walltime", "profile_from_dict", "profiles_schema"]

@@ -9,15 +9,18 @@ message (``SpawnException``), and every job the hub no longer wants is cancelled
 from __future__ import annotations
 
 import asyncio
+import copy
+import html
 import inspect
 import os
 import pwd
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from jupyterhub.spawner import Spawner
+from tornado import web
 from traitlets import Any as AnyTrait
 from traitlets import (
     Bool,
@@ -30,13 +33,14 @@ from traitlets import (
     Unicode,
     Union,
     default,
+    observe,
     validate,
 )
+from traitlets.config import LoggingConfigurable
 
 from .accounts import UnsafeNameError, check_name, refuse_shared_account, uses_username
-from .apps import PROXIED_APPS, AppLaunch, jupyter_launch, proxied_launch
-from .apps.vnc import check_geometry
-from .apps.xpra import DEFAULT_XPRA_ARGS, DEFAULT_XVFB
+from .apps import App, AppLaunch, LaunchContext, old_setting_names, registry
+from .apps.declared import AppDefinitionError, app_class, load_definitions
 from .errors import spawn_error
 from .form import options_from_form, render_form
 from .options import OptionsError, Selection, validate_options
@@ -83,7 +87,33 @@ class InvalidServiceRecord(Exception):
     """The job wrote a service.json the hub does not accept: the start fails, the job is cancelled."""
 
 
-class PWSpawner(Spawner):
+def _old_app_settings() -> type[LoggingConfigurable]:
+    """A base class with the apps' settings under their former PWSpawner names (c.PWSpawner.vnc_geometry),
+    so that old configurations keep working: :meth:`PWSpawner.make_app` hands them to the app (whose
+    own section, e.g. c.VNCApp.geometry, is the new place) with a deprecation warning."""
+    table = old_setting_names()
+    # Each reads as the app's own default until it is set (so old code reading it still works).
+    members: dict[str, Any] = {
+        old: AnyTrait(copy.copy(cls.class_traits()[new].default_value), config=True,
+                      help=f"Deprecated: use c.{cls.__name__}.{new}.")
+        for old, (cls, new) in table.items()}
+
+    def check(self: Any, proposal: dict[str, Any]) -> Any:
+        # Refused at start-up as the app's own setting would be (a bad vnc_geometry, say).
+        cls, new = table[proposal["trait"].name]
+        setattr(cls(), new, proposal["value"])
+        return proposal["value"]
+
+    def given(self: Any, change: dict[str, Any]) -> None:
+        self.__dict__.setdefault("old_app_settings_given", set()).add(change["name"])
+
+    members["_check_old_app_settings"] = validate(*table)(check)
+    members["_note_old_app_settings"] = observe(*table)(given)
+    return type("PWSpawnerOldAppSettings", (LoggingConfigurable,),
+                {**members, "__module__": __name__, "__doc__": _old_app_settings.__doc__})
+
+
+class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
     """Runs the user's app as a job: on the hub host (``local``), or through Slurm or PBS."""
 
     # ---------------------------------------------------------------- configuration
@@ -312,102 +342,28 @@ class PWSpawner(Spawner):
         'jupyter-server-proxy[standalone]'`, 4.5 or newer), found in the job's environment. It puts
         hub authentication (the server's owner only) in front of RStudio, VNC and Xpra.""",
     )
-    rstudio_rserver_cmd = List(
-        Unicode(),
-        default_value=["rserver"],
+    app_definitions: List[Any] = List(
         config=True,
-        help="RStudio Server's rserver (a version with --www-socket, which the job checks), e.g. "
-        '["/usr/lib/rstudio-server/bin/rserver"].',
+        help="""Web apps declared as data, each a dict: name, display_name, command (a list of words
+        with a {port} or {unix_socket} placeholder, and {prefix} for the server's URL prefix), listen
+        (port or unix_socket), landing_path, websockets, ready_path, scheme, absolute_url,
+        environment, modules. A profile offers one by name in its `apps`. Every declared app runs
+        behind jupyter-standaloneproxy (its owner only). The schema: `pw-spawner schema apps`.""",
     )
-    rstudio_rsession_cmd = List(
-        Unicode(),
-        default_value=[],
-        config=True,
-        help="The rsession the job's wrapper starts with the job's environment. Empty: the rsession "
-        "next to rserver, else rsession on PATH.",
-    )
-    rstudio_args = List(
-        Unicode(),
-        default_value=[],
-        config=True,
-        help="Extra arguments for rserver, e.g. ['--rsession-which-r=/opt/R/4.3/bin/R'].",
-    )
-    vnc_server = Unicode(
-        "Xvnc",
-        config=True,
-        help="The VNC X server: TigerVNC's Xvnc, or TurboVNC's (e.g. /opt/TurboVNC/bin/Xvnc, 3.0 or newer "
-        "for -rfbunixpath). It listens on a unix socket only.",
-    )
-    vnc_geometry = Unicode(
-        "1280x800",
-        config=True,
-        help="The desktop's screen size (WIDTHxHEIGHT) when the user picks none on the spawn page.",
-    )
-    vnc_xstartup = Unicode(
+    apps_dir = Unicode(
         "",
         config=True,
-        help="An executable the desktop runs once its display is up (like ~/.vnc/xstartup), with DISPLAY "
-        "and XAUTHORITY set. Empty: the first of `vnc_window_managers` found, and `vnc_terminal`.",
-    )
-    vnc_window_managers = List(
-        Unicode(),
-        default_value=["xfce4-session", "startxfce4", "openbox-session", "twm"],
-        config=True,
-        help="Window managers (or desktop sessions) tried in order when `vnc_xstartup` is empty.",
-    )
-    vnc_terminal = Unicode(
-        "xterm",
-        config=True,
-        help="A terminal opened on the desktop when `vnc_xstartup` is empty ('' for none).",
-    )
-    novnc_dirs = List(
-        Unicode(),
-        default_value=["/usr/share/novnc", "/usr/local/share/novnc", "/opt/novnc"],
-        config=True,
-        help="Where the nodes have noVNC's web client (the directory holding vnc.html); the first found "
-        "is used.",
-    )
-    websockify_cmd = List(
-        Unicode(),
-        default_value=["websockify"],
-        config=True,
-        help="websockify on the nodes (Debian: websockify), which serves noVNC and bridges it to the "
-        "VNC server for the proxy.",
-    )
-    xpra_cmd = List(
-        Unicode(),
-        default_value=["xpra"],
-        config=True,
-        help="Xpra on the nodes; its HTML5 client must be installed too (Debian's xpra has it).",
-    )
-    xpra_start_command = Unicode(
-        "xterm",
-        config=True,
-        help="The program an Xpra session shows (a command line, e.g. 'xterm' or 'fiji'); the session "
-        "ends when it exits.",
-    )
-    xpra_args = List(
-        Unicode(),
-        default_value=list(DEFAULT_XPRA_ARGS),
-        config=True,
-        help="Extra arguments for `xpra start`; the default turns off sound, printing and other "
-        "desktop services a browser session does not use.",
+        help="A directory of YAML files of app definitions (one, or a list, per file; the same keys as "
+        "`app_definitions`), read at each spawn like `profiles_dir`.",
     )
 
-    xpra_xvfb_cmd = List(
-        Unicode(),
-        default_value=list(DEFAULT_XVFB),
-        config=True,
-        help="The X server the job starts for an Xpra session (Xpra attaches to it); the job adds "
-        "-auth and -displayfd.",
-    )
-
-    @validate("vnc_geometry")
-    def _check_vnc_geometry(self, proposal: dict[str, Any]) -> str:
+    @validate("app_definitions")
+    def _check_app_definitions(self, proposal: dict[str, Any]) -> list[Any]:
         try:
-            return check_geometry(proposal["value"])
-        except ValueError as exc:
+            load_definitions(proposal["value"])
+        except AppDefinitionError as exc:
             raise TraitError(str(exc)) from None
+        return list(proposal["value"])
 
     # Queued HPC jobs take longer than the hub's default minute.
     @default("start_timeout")
@@ -578,7 +534,7 @@ class PWSpawner(Spawner):
             source = source(self)
             if inspect.isawaitable(source):
                 source = await source
-        return build_profiles(source or [], self.profiles_dir or None)
+        return build_profiles(source or [], self.profiles_dir or None, apps=self.app_registry())
 
     async def user_profiles(self) -> list[Profile]:
         """The profiles this user's groups may use."""
@@ -594,13 +550,19 @@ class PWSpawner(Spawner):
     async def _options_form_html(spawner: PWSpawner) -> str:
         try:
             profiles = await spawner.user_profiles()
+            apps = spawner.app_registry()
         except ProfileError as exc:
             spawner.log.error("Bad profile configuration: %s", exc)
             return f"<div class='alert alert-danger'>The spawn options are misconfigured: {exc}. " \
                    "Please tell the administrators.</div>"
+        except web.HTTPError as exc:
+            spawner.log.error("Bad app configuration: %s", exc.log_message)
+            said = html.escape(getattr(exc, "jupyterhub_message", ""))
+            return f"<div class='alert alert-danger'>{said}</div>"
         if not profiles:
             return "<div class='alert alert-warning'>No job type is available to you.</div>"
-        return render_form(profiles, resources=[(r.name, r.display_name, r.profiles)
+        return render_form(profiles, apps=apps,
+                           resources=[(r.name, r.display_name, r.profiles)
                                                 for r in spawner.user_resources()],
                            values=spawner._last_form or spawner.user_options or {})
 
@@ -646,18 +608,43 @@ class PWSpawner(Spawner):
         except OptionsError as exc:
             raise spawn_error(f"{exc.field}: {exc.message}", reason="invalid-options") from None
 
+    def app_registry(self) -> dict[str, type[App]]:
+        """Every app this spawner knows: the built-in and installed ones, and those declared in its
+        configuration (``app_definitions``, ``apps_dir``); a bad definition is a spawn error."""
+        try:
+            definitions = load_definitions(self.app_definitions, self.apps_dir or None)
+            return registry(app_class(d) for d in definitions)
+        except (AppDefinitionError, ValueError) as exc:
+            raise spawn_error("The apps are misconfigured; please tell the administrators.",
+                              reason="bad-app", log_message=str(exc)) from None
+
+    def make_app(self, cls: type[App], profile_settings: Mapping[str, Any]) -> App:
+        """The app with its configuration (its own section, then its settings under their old PWSpawner
+        names, then the profile's ``app_settings`` for it)."""
+        app = cls(parent=self)
+        given = self.__dict__.get("old_app_settings_given", set())
+        for old, (owner, new) in old_setting_names().items():
+            if owner is cls and old in given:
+                _warn_old_name(self, old, f"{cls.__name__}.{new}")
+                setattr(app, new, getattr(self, old))
+        for name, value in cls.check_profile_settings(profile_settings, "app_settings").items():
+            setattr(app, name, value)
+        return app
+
     def app_launch(self, selection: Selection) -> AppLaunch:
         """What the job starts for the app the user chose (``selection.app``)."""
+        cls = self.app_registry().get(selection.app)
+        if cls is None:
+            raise spawn_error(f"app: {selection.app!r} has no launcher", reason="invalid-options")
         try:
-            if selection.app == "jupyter":
-                return jupyter_launch(self.cmd, self.get_args(), self.default_url)
-            if selection.app in PROXIED_APPS:
-                return proxied_launch(selection.app, lambda name: getattr(self, name), selection.resolution,
-                                      selection.profile.app_settings)
-        except ValueError as exc:
+            app = self.make_app(cls, selection.profile.app_settings.get(selection.app, {}))
+            return app.launch(LaunchContext(
+                proxy=tuple(self.standaloneproxy_cmd), singleuser_cmd=tuple(self.cmd),
+                singleuser_args=tuple(self.get_args()), default_url=self.default_url,
+                options=selection.app_options))
+        except (ValueError, TraitError) as exc:
             raise spawn_error(f"The {selection.app} app is misconfigured; please tell the administrators.",
                               reason="bad-app", log_message=str(exc)) from None
-        raise spawn_error(f"app: {selection.app!r} has no launcher", reason="invalid-options")
 
     def script_request(self, selection: Selection, job_dir: str, hub_env: dict[str, str]) -> ScriptRequest:
         app = self.app_launch(selection)
@@ -1175,6 +1162,16 @@ class PWSpawner(Spawner):
         super().clear_state()
         self.job, self.job_node, self.service = None, None, None
         self.resource, self.ssh_host, self.tunnel_port = None, None, None
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_old_name(spawner: Spawner, old: str, new: str) -> None:
+    """Say once per hub process that a setting has moved."""
+    if old not in _WARNED:
+        _WARNED.add(old)
+        spawner.log.warning("pw_spawner: c.PWSpawner.%s is deprecated; use c.%s", old, new)
 
 
 class PWSlurmSpawner(PWSpawner):

@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
+from pw_spawner.apps.declared import apps_schema
 from pw_spawner.config_schema import JSON_SCHEMA_DIALECT, error_key
 from pw_spawner.profiles import ProfileError, profile_from_dict, profiles_schema
 from pw_spawner.resources import ResourceError, build_resources, resources_schema
@@ -32,7 +33,7 @@ def _validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema)
 
 
-@pytest.mark.parametrize("part", ["profiles", "resources"])
+@pytest.mark.parametrize("part", ["profiles", "resources", "apps"])
 def test_the_command_prints_a_2020_12_schema(part):
     out = subprocess.run([sys.executable, "-m", "pw_spawner.cli", "schema", part],
                          capture_output=True, text=True, check=True).stdout
@@ -43,7 +44,17 @@ def test_the_command_prints_a_2020_12_schema(part):
 
 def test_every_shipped_profile_file_matches_the_schema():
     validator = _validator(profiles_schema())
-    files = sorted((REPO / "profiles").glob("*.yaml")) + sorted((REPO / "example_config").glob("**/*.yaml"))
+    files = sorted((REPO / "profiles").glob("*.yaml")) + sorted(
+        f for f in (REPO / "example_config").glob("**/*.yaml") if "apps" not in f.parts)
+    assert files
+    for file in files:
+        errors = list(validator.iter_errors(yaml.safe_load(file.read_text())))
+        assert not errors, (file, [e.message for e in errors])
+
+
+def test_every_shipped_app_definition_matches_the_schema():
+    validator = _validator(apps_schema())
+    files = sorted((REPO / "example_config" / "apps").glob("*.yaml"))
     assert files
     for file in files:
         errors = list(validator.iter_errors(yaml.safe_load(file.read_text())))
@@ -78,7 +89,7 @@ BAD_PROFILES = [
     {"slug": "p", "job": {"partition": "short; rm -rf /"}},
     {"slug": "p", "job": {"extra_directives": {"loadleveler": ["x"]}}},
     {"slug": "p", "job": {"extra_directives": ["a\nb"]}},
-    {"slug": "p", "apps": ["emacs"]},
+    {"slug": "p", "apps": ["Not An App"]},  # ("emacs" is valid in a file: an app may be declared)
     {"slug": "p", "overrides": {"nodes": {"max": 2}}},
     {"slug": "p", "environments": [{"slug": "e", "modules": ["x; reboot"]}]},
     {"slug": "p", "forbidden_env": ["1BAD"]},

@@ -63,7 +63,8 @@ def test_cancel_kills_a_job_that_ignores_sigterm_after_the_grace(fake_slurm: Fak
     assert run("scancel", job_id).returncode == 0
     assert fake_slurm.job(job_id)["state"] == "CANCELLED"  # at once, while it still runs
     time.sleep(1)
-    assert processes.pgid_alive(job["pid"])  # SIGTERM ignored: it runs on within the grace
+    if time.monotonic() - started < processes.CANCEL_GRACE - 0.5:  # (a loaded machine may be later)
+        assert processes.pgid_alive(job["pid"])  # SIGTERM ignored: it runs on within the grace
     wait_until(lambda: not processes.pgid_alive(job["pid"]), timeout=processes.CANCEL_GRACE + 5)
     assert time.monotonic() - started >= processes.CANCEL_GRACE - 0.5
     assert fake_slurm.wait_for_state(job_id, "CANCELLED")["exit_code"] == -signal.SIGKILL

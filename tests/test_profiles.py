@@ -138,7 +138,7 @@ def test_profile_files_are_parsed_again_only_when_changed(tmp_path, monkeypatch)
     path.write_text("slug: one\ndisplay_name: One\n")
     parsed = []
     real = profiles_module.load_profile_file
-    monkeypatch.setattr(profiles_module, "load_profile_file", lambda f: parsed.append(f) or real(f))
+    monkeypatch.setattr(profiles_module, "load_profile_file", lambda f, *a: parsed.append(f) or real(f, *a))
     assert [p.display_name for p in profiles_module.load_profiles_dir(tmp_path)] == ["One"]
     assert [p.display_name for p in profiles_module.load_profiles_dir(tmp_path)] == ["One"]
     assert len(parsed) == 1

@@ -1,84 +1,86 @@
-"""What a job launches on its node, one module per app.
+"""Apps: what a job launches on its node, one module per app, and the registry that lists them.
 
-An app contributes an :class:`AppLaunch`: the command, the template block that starts it and waits for
-its port, and the landing path (SLUG) that service.json reports. Schedulers and SSH are not its business.
+Each module defines an :class:`~.base.App` subclass (``JupyterApp``, ``RStudioApp``, ``VNCApp``,
+``XpraApp``) that owns its settings (its own configurable section, e.g. ``c.VNCApp.geometry``), the
+form options it adds, its template and how it is reached. Jupyter logs users in with the hub itself.
+The others, and every app an admin declares as data (:mod:`.declared`), run behind
+``jupyter-standaloneproxy`` (jupyter-server-proxy's ``[standalone]`` extra), which is the server the
+hub sees: it logs its owner in with the hub's OAuth and lets nobody else through. The app behind it
+listens on a unix socket in the job's 0700 directory where it can, otherwise on 127.0.0.1.
 
-Jupyter authenticates with the hub itself. RStudio, the VNC desktop and Xpra do not: they run behind
-``jupyter-standaloneproxy`` (jupyter-server-proxy's ``[standalone]`` extra), which is the server the hub
-sees, logs its owner in with the hub's OAuth and lets nobody else through. The app behind it listens on a
-unix socket in the job's 0700 directory where it can, otherwise on 127.0.0.1 with a per-session secret.
+The registry is found, not typed: every module of this package is read for App classes with a
+``name``, and other packages add theirs through the entry-point group ``pw_spawner.apps``. Profiles'
+``apps``, the form's application menu and options, ``user_options`` and the docs ask
+:func:`app_classes` (and :func:`registry` adds the apps a configuration declares).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+import functools
+import importlib
+import inspect
+import pkgutil
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+
+from .base import App, AppLaunch, FormOption, LaunchContext
+from .jupyter import jupyter_launch
+from .rstudio import rstudio_launch
+from .vnc import RESOLUTIONS, vnc_launch
+from .xpra import xpra_launch
+
+#: The entry-point group through which other packages register apps.
+ENTRY_POINT_GROUP = "pw_spawner.apps"
 
 
-@dataclass(frozen=True)
-class AppLaunch:
-    """How the job script starts one app."""
-
-    name: str
-    template: str
-    command: tuple[str, ...]
-    slug: str = ""
-    #: ``/me`` for an http server, ``/sme`` for https (what service.json's URL field means).
-    url: str = "/me"
-    #: For apps behind ``jupyter-standaloneproxy``: the proxy's command (it authenticates with the hub).
-    proxy: tuple[str, ...] = ()
-    #: The app's own settings, as its template reads them (admin traits, the user's resolution...).
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-
-from .jupyter import jupyter_launch  # noqa: E402  (AppLaunch must exist first)
-from .rstudio import rstudio_launch  # noqa: E402
-from .vnc import RESOLUTIONS, vnc_launch  # noqa: E402
-from .xpra import xpra_launch  # noqa: E402
-
-#: The apps behind jupyter-standaloneproxy, which :func:`proxied_launch` makes.
-PROXIED_APPS = ("rstudio", "vnc", "xpra")
+@functools.cache
+def app_classes() -> dict[str, type[App]]:
+    """Every built-in and installed app class by name: Jupyter first, then this package's, then
+    entry points'."""
+    found: dict[str, type[App]] = {}
+    for module_info in pkgutil.iter_modules(__path__):
+        if module_info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, App) and cls.name and cls.__module__ == module.__name__:
+                found.setdefault(cls.name, cls)
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        cls = entry.load()
+        if not (inspect.isclass(cls) and issubclass(cls, App) and cls.name == entry.name):
+            raise TypeError(f"entry point {entry.name} = {entry.value} is not an App named {entry.name!r}")
+        found.setdefault(cls.name, cls)
+    return dict(sorted(found.items(), key=lambda item: item[0] != "jupyter"))
 
 
-#: The spawner settings a profile may set for itself, per app (a profile's ``app_settings``):
-#: name -> whether the setting is a list of words (else one line of text).
-APP_SETTINGS: dict[str, dict[str, bool]] = {
-    "rstudio": {"rstudio_rserver_cmd": True, "rstudio_rsession_cmd": True, "rstudio_args": True},
-    "vnc": {"vnc_geometry": False, "vnc_xstartup": False, "vnc_window_managers": True,
-            "vnc_terminal": False},
-    "xpra": {"xpra_start_command": False, "xpra_args": True},
-}
+def app_names() -> tuple[str, ...]:
+    """The names of the built-in and installed apps (without those a configuration declares)."""
+    return tuple(app_classes())
 
 
-def proxied_launch(app: str, spawner_setting: Callable[[str], Any], resolution: str | None = None,
-                   profile_settings: Mapping[str, Mapping[str, Any]] | None = None) -> AppLaunch:
-    """The launch of ``rstudio``, ``vnc`` or ``xpra`` from the spawner's settings.
-
-    ``spawner_setting(name)`` returns the value of PWSpawner's trait ``name`` (the spawner's own,
-    or a config's for ``pw-spawner render``); ``profile_settings`` is the profile's
-    ``app_settings``, whose values for ``app`` win; ``resolution`` is the user's desktop size.
-    Raises ValueError for an unknown app or a setting the launch refuses.
-    """
-    own = (profile_settings or {}).get(app, {})
-
-    def setting(name: str) -> Any:
-        return own[name] if name in own else spawner_setting(name)
-
-    proxy = setting("standaloneproxy_cmd")
-    if app == "rstudio":
-        return rstudio_launch(proxy, rserver=setting("rstudio_rserver_cmd"),
-                              rsession=setting("rstudio_rsession_cmd"), extra_args=setting("rstudio_args"))
-    if app == "vnc":
-        return vnc_launch(proxy, vnc_server=setting("vnc_server"),
-                          geometry=resolution or setting("vnc_geometry"), xstartup=setting("vnc_xstartup"),
-                          window_managers=setting("vnc_window_managers"), terminal=setting("vnc_terminal"),
-                          novnc_dirs=setting("novnc_dirs"), websockify=setting("websockify_cmd"))
-    if app == "xpra":
-        return xpra_launch(proxy, xpra=setting("xpra_cmd"), start_command=setting("xpra_start_command"),
-                           extra_args=setting("xpra_args"), xvfb=setting("xpra_xvfb_cmd"))
-    raise ValueError(f"{app!r} is not an app behind the proxy (those are {', '.join(PROXIED_APPS)})")
+def registry(declared: Iterable[type[App]] = ()) -> dict[str, type[App]]:
+    """The built-in and installed apps, then the declared ones (which may not take a built-in name)."""
+    apps = dict(app_classes())
+    for cls in declared:
+        if cls.name in apps:
+            raise ValueError(f"{cls.name!r} is the name of an app pw_spawner has; choose another")
+        apps[cls.name] = cls
+    return apps
 
 
-__all__ = ["APP_SETTINGS", "PROXIED_APPS", "RESOLUTIONS", "AppLaunch", "jupyter_launch", "proxied_launch",
-           "rstudio_launch", "vnc_launch", "xpra_launch"]
+def form_option_names() -> tuple[str, ...]:
+    """The ``user_options`` keys apps add (``resolution``)."""
+    names: dict[str, None] = {}
+    for cls in app_classes().values():
+        names.update(dict.fromkeys(option.name for option in cls.form_options))
+    return tuple(names)
+
+
+def old_setting_names() -> dict[str, tuple[type[App], str]]:
+    """Former ``PWSpawner`` trait names of the apps' settings: old name -> (app class, new name)."""
+    return {old: (cls, new) for cls in app_classes().values() for old, new in cls.old_setting_names.items()}
+
+
+__all__ = ["ENTRY_POINT_GROUP", "RESOLUTIONS", "App", "AppLaunch", "FormOption", "LaunchContext",
+           "app_classes", "app_names", "form_option_names", "jupyter_launch", "old_setting_names",
+           "registry", "rstudio_launch", "vnc_launch", "xpra_launch"]

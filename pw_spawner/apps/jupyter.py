@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from . import AppLaunch
+from .base import App, AppLaunch, LaunchContext
 
 
 def jupyter_launch(cmd: Sequence[str], args: Sequence[str], default_url: str = "") -> AppLaunch:
@@ -17,3 +17,15 @@ def jupyter_launch(cmd: Sequence[str], args: Sequence[str], default_url: str = "
         command=(*cmd, *args),
         slug=default_url.lstrip("/"),
     )
+
+
+class JupyterApp(App):
+    """JupyterLab through ``jupyterhub-singleuser``: the spawner's ``cmd``, ``args`` and
+    ``default_url`` say what runs, and it logs users in with the hub itself (no proxy in front)."""
+
+    name = "jupyter"
+    display_name = "JupyterLab"
+    behind_proxy = False
+
+    def launch(self, context: LaunchContext) -> AppLaunch:
+        return jupyter_launch(context.singleuser_cmd, context.singleuser_args, context.default_url)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from . import AppLaunch
+from traitlets import List, Unicode
+
+from .base import App, AppLaunch, LaunchContext, require
 
 
 def rstudio_launch(
@@ -24,10 +26,8 @@ def rstudio_launch(
     extra_args: Sequence[str] = (),
 ) -> AppLaunch:
     """RStudio's launch. ``rsession`` empty: the ``rsession`` next to rserver (or on PATH)."""
-    if not proxy:
-        raise ValueError("the jupyter-standaloneproxy command is empty")
-    if not rserver:
-        raise ValueError("the rserver command is empty")
+    require(proxy, "jupyter-standaloneproxy")
+    require(rserver, "rserver")
     return AppLaunch(
         name="RStudio",
         template="app_rstudio.sh.j2",
@@ -36,3 +36,38 @@ def rstudio_launch(
         proxy=tuple(proxy),
         options={"rsession": tuple(rsession), "extra_args": tuple(extra_args)},
     )
+
+
+class RStudioApp(App):
+    """RStudio Server (``rserver``) behind jupyter-standaloneproxy, on a unix socket."""
+
+    name = "rstudio"
+    display_name = "RStudio"
+    profile_settings = ("rserver_cmd", "rsession_cmd", "args")
+    old_setting_names = {"rstudio_rserver_cmd": "rserver_cmd", "rstudio_rsession_cmd": "rsession_cmd",
+                         "rstudio_args": "args"}
+
+    rserver_cmd = List(
+        Unicode(),
+        default_value=["rserver"],
+        config=True,
+        help="RStudio Server's rserver (a version with --www-socket, which the job checks), e.g. "
+        '["/usr/lib/rstudio-server/bin/rserver"].',
+    )
+    rsession_cmd = List(
+        Unicode(),
+        default_value=[],
+        config=True,
+        help="The rsession the job's wrapper starts with the job's environment. Empty: the rsession "
+        "next to rserver, else rsession on PATH.",
+    )
+    args = List(
+        Unicode(),
+        default_value=[],
+        config=True,
+        help="Extra arguments for rserver, e.g. ['--rsession-which-r=/opt/R/4.3/bin/R'].",
+    )
+
+    def launch(self, context: LaunchContext) -> AppLaunch:
+        return rstudio_launch(context.proxy, rserver=self.rserver_cmd, rsession=self.rsession_cmd,
+                              extra_args=self.args)

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
-from . import AppLaunch
+from traitlets import List, TraitError, Unicode, validate
+
+from .base import App, AppLaunch, FormOption, LaunchContext, require
 
 #: Screen sizes a user may pick on the spawn page (and the REST API's ``resolution``).
 RESOLUTIONS = ("1024x768", "1280x800", "1280x1024", "1440x900", "1600x900", "1680x1050", "1920x1080",
@@ -40,10 +43,8 @@ def vnc_launch(
     websockify: Sequence[str] = ("websockify",),
 ) -> AppLaunch:
     """The desktop's launch; ``proxy`` is the jupyter-standaloneproxy command."""
-    if not proxy:
-        raise ValueError("the jupyter-standaloneproxy command is empty")
-    if not websockify:
-        raise ValueError("the websockify command is empty")
+    require(proxy, "jupyter-standaloneproxy")
+    require(websockify, "websockify")
     return AppLaunch(
         name="the VNC desktop",
         template="app_vnc.sh.j2",
@@ -60,3 +61,72 @@ def vnc_launch(
             "websockify": tuple(websockify),
         },
     )
+
+
+class VNCApp(App):
+    """A desktop in the browser: Xvnc on a unix socket, websockify and noVNC, behind the proxy."""
+
+    name = "vnc"
+    display_name = "Desktop (VNC)"
+    profile_settings = ("geometry", "xstartup", "window_managers", "terminal")
+    form_options = (FormOption("resolution", "Desktop size (VNC)", RESOLUTIONS,
+                               labels={size: size.replace("x", " \u00d7 ") for size in RESOLUTIONS}),)
+    old_setting_names = {"vnc_server": "server", "vnc_geometry": "geometry", "vnc_xstartup": "xstartup",
+                         "vnc_window_managers": "window_managers", "vnc_terminal": "terminal",
+                         "novnc_dirs": "novnc_dirs", "websockify_cmd": "websockify_cmd"}
+
+    server = Unicode(
+        "Xvnc",
+        config=True,
+        help="The VNC X server: TigerVNC's Xvnc, or TurboVNC's (e.g. /opt/TurboVNC/bin/Xvnc, 3.0 or newer "
+        "for -rfbunixpath). It listens on a unix socket only.",
+    )
+    geometry = Unicode(
+        "1280x800",
+        config=True,
+        help="The desktop's screen size (WIDTHxHEIGHT) when the user picks none on the spawn page.",
+    )
+    xstartup = Unicode(
+        "",
+        config=True,
+        help="An executable the desktop runs once its display is up (like ~/.vnc/xstartup), with DISPLAY "
+        "and XAUTHORITY set. Empty: the first of `window_managers` found, and `terminal`.",
+    )
+    window_managers = List(
+        Unicode(),
+        default_value=["xfce4-session", "startxfce4", "openbox-session", "twm"],
+        config=True,
+        help="Window managers (or desktop sessions) tried in order when `xstartup` is empty.",
+    )
+    terminal = Unicode(
+        "xterm",
+        config=True,
+        help="A terminal opened on the desktop when `xstartup` is empty ('' for none).",
+    )
+    novnc_dirs = List(
+        Unicode(),
+        default_value=["/usr/share/novnc", "/usr/local/share/novnc", "/opt/novnc"],
+        config=True,
+        help="Where the nodes have noVNC's web client (the directory holding vnc.html); the first found "
+        "is used.",
+    )
+    websockify_cmd = List(
+        Unicode(),
+        default_value=["websockify"],
+        config=True,
+        help="websockify on the nodes (Debian: websockify), which serves noVNC and bridges it to the "
+        "VNC server for the proxy.",
+    )
+
+    @validate("geometry")
+    def _check_geometry(self, proposal: dict[str, Any]) -> str:
+        try:
+            return check_geometry(proposal["value"])
+        except ValueError as exc:
+            raise TraitError(str(exc)) from None
+
+    def launch(self, context: LaunchContext) -> AppLaunch:
+        return vnc_launch(context.proxy, vnc_server=self.server,
+                          geometry=context.options.get("resolution") or self.geometry,
+                          xstartup=self.xstartup, window_managers=self.window_managers,
+                          terminal=self.terminal, novnc_dirs=self.novnc_dirs, websockify=self.websockify_cmd)

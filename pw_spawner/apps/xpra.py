@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from . import AppLaunch
+from traitlets import List, Unicode
+
+from .base import App, AppLaunch, LaunchContext, require
 
 #: Xpra features a browser session does not use and that look for desktop services a node lacks.
 DEFAULT_XPRA_ARGS = ("--mdns=no", "--pulseaudio=no", "--notifications=no", "--webcam=no", "--printing=no",
@@ -32,12 +34,9 @@ def xpra_launch(
     xvfb: Sequence[str] = DEFAULT_XVFB,
 ) -> AppLaunch:
     """Xpra's launch; ``start_command`` is the program the session shows (a shell command line)."""
-    if not proxy:
-        raise ValueError("the jupyter-standaloneproxy command is empty")
-    if not xpra:
-        raise ValueError("the xpra command is empty")
-    if not xvfb:
-        raise ValueError("the Xvfb command is empty")
+    require(proxy, "jupyter-standaloneproxy")
+    require(xpra, "xpra")
+    require(xvfb, "Xvfb")
     if not start_command.strip():
         raise ValueError("the Xpra session needs a command to start")
     return AppLaunch(
@@ -48,3 +47,44 @@ def xpra_launch(
         proxy=tuple(proxy),
         options={"start_command": start_command, "extra_args": tuple(extra_args), "xvfb": tuple(xvfb)},
     )
+
+
+class XpraApp(App):
+    """An Xpra session of one program, with Xpra's HTML5 client, behind the proxy."""
+
+    name = "xpra"
+    display_name = "Xpra"
+    profile_settings = ("start_command", "args")
+    old_setting_names = {"xpra_cmd": "cmd", "xpra_start_command": "start_command", "xpra_args": "args",
+                         "xpra_xvfb_cmd": "xvfb_cmd"}
+
+    cmd = List(
+        Unicode(),
+        default_value=["xpra"],
+        config=True,
+        help="Xpra on the nodes; its HTML5 client must be installed too (Debian's xpra has it).",
+    )
+    start_command = Unicode(
+        "xterm",
+        config=True,
+        help="The program an Xpra session shows (a command line, e.g. 'xterm' or 'fiji'); the session "
+        "ends when it exits.",
+    )
+    args = List(
+        Unicode(),
+        default_value=list(DEFAULT_XPRA_ARGS),
+        config=True,
+        help="Extra arguments for `xpra start`; the default turns off sound, printing and other "
+        "desktop services a browser session does not use.",
+    )
+    xvfb_cmd = List(
+        Unicode(),
+        default_value=list(DEFAULT_XVFB),
+        config=True,
+        help="The X server the job starts for an Xpra session (Xpra attaches to it); the job adds "
+        "-auth and -displayfd.",
+    )
+
+    def launch(self, context: LaunchContext) -> AppLaunch:
+        return xpra_launch(context.proxy, xpra=self.cmd, start_command=self.start_command,
+                           extra_args=self.args, xvfb=self.xvfb_cmd)

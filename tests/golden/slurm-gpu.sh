@@ -63,6 +63,9 @@ costs a few milliseconds, a start of the interpreter about eight). Subcommands:
 - ``ready PID PORT SECONDS [MESSAGE]``: with MESSAGE, STARTING with it and PORT written first
   (while the app boots); then ``listen-wait``, and RUNNING written when it succeeded.
 - ``secret``: a random token for an app's private wiring.
+- ``http-ready WHERE PATH``: exit 0 when an HTTP GET of PATH answers with a status below 500 at
+  WHERE (a unix socket's path, or HOST:PORT), 1 otherwise (not listening, an error, no answer within
+  two seconds); a declared app's readiness check, called again until it passes.
 """
 
 import os
@@ -231,6 +234,30 @@ def free_port(host):
         return sock.getsockname()[1]
 
 
+def http_ready(where, path):
+    import http.client
+    import socket
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(self.timeout)
+            self.sock.connect(where)
+
+    if where.startswith("/"):
+        connection = UnixConnection("localhost", timeout=2)
+    else:
+        host, _, port = where.rpartition(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=2)
+    try:
+        connection.request("GET", path, headers={"Host": "localhost"})
+        return 0 if connection.getresponse().status < 500 else 1
+    except (OSError, http.client.HTTPException):
+        return 1
+    finally:
+        connection.close()
+
+
 def main(args):
     command = args[0] if args else ""
     if command == "begin":
@@ -262,6 +289,8 @@ def main(args):
     if command == "secret":
         print(os.urandom(24).hex())
         return 0
+    if command == "http-ready":
+        return http_ready(args[1], args[2])
     print(f"job helper: unknown command {command!r}", file=sys.stderr)
     return 2
 
