@@ -116,7 +116,34 @@ class SchedulerSettings(_Markdown):
         return settings_table(self.arguments[0])
 
 
+def fake_table() -> str:
+    """The Markdown table of the mocked schedulers: one row per module of pw_spawner.testing.fake
+    that declares commands (fixtures, commands, knobs, and what it emulates)."""
+    from pw_spawner.testing.fake import store
+    from pw_spawner.testing.fake.cli import schedulers
+
+    rows = ["| module | fixtures | commands | knobs of its own | emulates |",
+            "| --- | --- | --- | --- | --- |"]
+    for name, module in schedulers().items():
+        fixtures = ", ".join(code(f"fake_{flavour}") for flavour in module.FLAVORS)
+        commands = ", ".join(code(command) for command in module.COMMANDS)
+        knobs = ", ".join(code(knob) for knob in getattr(module, "KNOBS", ())) or "none"
+        summary = (inspect.getdoc(module) or "").split("\n\n")[0].replace("\n", " ").replace("``", "`")
+        cells = [code(name), fixtures, commands, knobs, inline(summary)]
+        rows.append("| " + " | ".join(cell(text) for text in cells) + " |")
+    shared = ", ".join(code(knob) for knob in store.KNOBS)
+    return "\n".join(rows) + f"\n\nKnobs every one reads: {shared}.\n"
+
+
+class FakeSchedulerTable(_Markdown):
+    has_content = False
+
+    def markdown(self) -> str:
+        return fake_table()
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_directive("fake-scheduler-table", FakeSchedulerTable)
     app.add_directive("scheduler-table", SchedulerTable)
     app.add_directive("scheduler-settings", SchedulerSettings)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

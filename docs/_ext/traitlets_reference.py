@@ -257,7 +257,37 @@ def render() -> str:
         out.append(f"| `c.{cls.__name__}.{name}` | {cell(type_name(trait))} "
                    f"| {cell(code(static_default(trait)))} | {cell(code(value))} |")
     out.append("")
+    out += app_sections()
     return "\n".join(out)
+
+
+def app_sections() -> list[str]:
+    """One section per registered app: its own settings (``c.VNCApp.geometry``), from its class."""
+    from pw_spawner.apps import app_classes
+
+    out = ["## App options", "",
+           "Each app has its own section; a profile may set the settings marked *profile* for itself in "
+           "its `app_settings`. The former `c.PWSpawner` names still work, with a deprecation warning.",
+           ""]
+    for app, cls in app_classes().items():
+        traits = {name: trait for name, trait in cls.class_traits(config=True).items()
+                  if owner_of(cls, name) is cls}
+        old = {new: old for old, new in cls.old_setting_names.items()}
+        out += [f"### {code(cls.__name__)} ({code(app)}: {escape(cls.display_name)})", "",
+                help_markdown((inspect.getdoc(cls) or "").replace("``", "`")), ""]
+        if not traits:
+            out += ["It has no settings of its own.", ""]
+            continue
+        out += ["| option | type | default | profile | formerly | help |",
+                "| --- | --- | --- | --- | --- | --- |"]
+        for name, trait in traits.items():
+            formerly = code(f"c.PWSpawner.{old[name]}") if name in old else ""
+            profile = "yes" if name in cls.profile_settings else ""
+            out.append(f"| {code(f'c.{cls.__name__}.{name}')} | {cell(type_name(trait))} "
+                       f"| {cell(code(static_default(trait)))} | {profile} | {cell(formerly)} "
+                       f"| {cell(help_markdown(trait.help))} |")
+        out.append("")
+    return out
 
 
 def generate(app: Sphinx) -> None:

@@ -1,4 +1,4 @@
-"""pytest plugin: fixtures that put a fake Slurm, PBS Pro or Torque on ``PATH``.
+"""pytest plugin: fixtures that put a fake scheduler (Slurm, PBS, Grid Engine, LSF...) on ``PATH``.
 
 Registered as the ``pw_spawner`` pytest11 entry point. Each fixture makes a bin directory of
 wrapper scripts (``sbatch``, ``squeue``, ... or ``qsub``, ``qstat``, ...) that run
@@ -11,8 +11,9 @@ wrapper scripts (``sbatch``, ``squeue``, ... or ``qsub``, ``qstat``, ...) that r
         job = fake_slurm.wait_for_state(out.strip(), "RUNNING")
 
 There is one fixture ``fake_<flavour>`` per flavour the fake's scheduler modules declare
-(``fake_slurm``, ``fake_pbs``, ``fake_torque``). Jobs really run on this machine; whatever is still
-running when the test ends is killed (SIGTERM, then SIGKILL after two seconds). Knobs such as
+(``fake_slurm``, ``fake_pbs``, ``fake_torque``, ``fake_sge``, ``fake_lsf``...). Jobs really run on
+this machine; whatever is still running when the test ends is killed (SIGTERM, then SIGKILL after
+two seconds). Knobs such as
 ``PW_FAKE_PENDING_SECONDS`` (see the docstrings of :mod:`pw_spawner.testing.fake`'s modules) are set
 with :meth:`FakeScheduler.set_knobs`, or with ``monkeypatch.setenv`` for commands the test runs
 itself. Outside pytest, :func:`install_fake_scheduler` makes the same bin directory.

@@ -1,8 +1,9 @@
 """Fake scheduler client commands that really run the submitted jobs on this machine.
 
 pw_spawner's tests, and administrators trying the spawner without a cluster, put these commands
-first on ``PATH`` (:func:`pw_spawner.testing.plugin.install_fake_scheduler`, or the ``fake_slurm``,
-``fake_pbs``, ``fake_torque`` fixtures), and the spawner drives them as it drives the real ones.
+first on ``PATH`` (:func:`pw_spawner.testing.plugin.install_fake_scheduler`, or a
+``fake_<flavour>`` fixture per flavour a module declares: ``fake_slurm``, ``fake_pbs``...), and
+the spawner drives them as it drives the real ones.
 They emulate what the spawner calls, exit codes and messages included, and refuse what they do
 not emulate with a message saying so.
 
@@ -12,8 +13,8 @@ not emulate with a message saying so.
   (``CommandError``, ``err``, ``out``).
 - :mod:`.processes`: how jobs run. Submitting starts a detached supervisor per job that runs
   ``bash script`` in its own session; cancelling with a grace; pid and process-group liveness.
-- :mod:`.slurm`: sbatch, squeue, scontrol, scancel, sacct (Slurm 22.05).
-- :mod:`.pbs`: qsub, qstat, qdel, qselect (PBS Pro 2022 and Torque 6).
+- one module per scheduler (:mod:`.slurm`, :mod:`.pbs` for PBS Pro and Torque, :mod:`.sge`,
+  :mod:`.lsf`...), each saying in its docstring which commands and versions it emulates.
 - :mod:`.cli`: the dispatcher, ``python -m pw_spawner.testing.fake [SCHEDULER] COMMAND ARGS...``.
 
 How a scheduler's fake plugs in: add one module here, say ``lsf.py``; nothing else is edited. The
