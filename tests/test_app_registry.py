@@ -10,7 +10,7 @@ import pytest
 from traitlets import Unicode
 from traitlets.config import Config
 
-from pw_spawner import apps
+from pw_spawner import apps, plugins
 from pw_spawner.apps import App, AppLaunch, LaunchContext, app_classes, form_option_names, old_setting_names
 from pw_spawner.apps.vnc import VNCApp
 from pw_spawner.form import render_form
@@ -64,7 +64,7 @@ class ExampleApp(App):
 @pytest.fixture
 def registered(monkeypatch):
     entry = EntryPoint(name="example", value=f"{__name__}:ExampleApp", group=apps.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(apps, "entry_points",
+    monkeypatch.setattr(plugins, "entry_points",
                         lambda group: [entry] if group == apps.ENTRY_POINT_GROUP else [])
     app_classes.cache_clear()
     yield

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.fake_commands import run, wait_until
 
 from pw_spawner.profiles import profile_from_dict
 from pw_spawner.remote.executor import LocalExecutor
@@ -35,10 +36,6 @@ def no_recent_submits():
     LSFScheduler._submitted_at.clear()
     yield
     LSFScheduler._submitted_at.clear()
-
-
-def run(*argv: str, input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=30, cwd=cwd)
 
 
 def bsub(script: str, *args: str, cwd: Path | None = None) -> str:
@@ -72,16 +69,6 @@ def known(fake: FakeScheduler, job_id: str) -> dict:
 def squeezed(text: str) -> str:
     """Text without its blanks: bhist cuts lines anywhere, and drops a blank where it cuts."""
     return "".join(text.split())
-
-
-def wait_until(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 # ---- the commands ----------------------------------------------------------------------------------

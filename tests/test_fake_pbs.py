@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.fake_commands import run, wait_until
 
 from pw_spawner.testing.fake import processes
 from pw_spawner.testing.plugin import FakeScheduler
@@ -18,20 +19,6 @@ from pw_spawner.testing.plugin import FakeScheduler
 def _jobs_start_in_a_temp_dir(tmp_path, monkeypatch):
     """Jobs submitted without -o write <name>.o<id> where they were submitted."""
     monkeypatch.chdir(tmp_path)
-
-
-def run(*argv: str, input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=30, cwd=cwd)
-
-
-def wait_until(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def qstat_json(*ids: str) -> tuple[dict, subprocess.CompletedProcess[str]]:

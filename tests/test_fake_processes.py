@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from support.fake_commands import run, wait_until
 
 from pw_spawner.testing.fake import processes
 from pw_spawner.testing.plugin import FakeScheduler
@@ -20,24 +20,10 @@ def _jobs_start_in_a_temp_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-def run(*argv: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=30)
-
-
 def sbatch(script: str, *args: str) -> str:
     result = run("sbatch", "--parsable", *args, input=script)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
-
-
-def wait_until(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_submitting_returns_at_once_and_the_job_runs_in_its_own_session(fake_slurm: FakeScheduler,

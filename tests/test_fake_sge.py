@@ -9,13 +9,13 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
+from support.fake_commands import run, wait_until
 
 from pw_spawner.apps import jupyter_launch
 from pw_spawner.options import validate_options
@@ -42,24 +42,10 @@ def _jobs_start_in_a_temp_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-def run(*argv: str, input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=30, cwd=cwd)
-
-
 def qsub(script: str, *args: str, cwd: Path | None = None) -> str:
     result = run("qsub", "-terse", *args, input=script, cwd=cwd)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
-
-
-def wait_until(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def me() -> str:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from support.fake_commands import run, wait_until
 
 from pw_spawner.testing.fake import processes
 from pw_spawner.testing.plugin import FakeScheduler
@@ -23,10 +23,6 @@ def _jobs_start_in_a_temp_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-def run(*argv: str, input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=30, cwd=cwd)
-
-
 def sbatch(script: str, *args: str, cwd: Path | None = None) -> str:
     result = run("sbatch", "--parsable", *args, input=script, cwd=cwd)
     assert result.returncode == 0, result.stderr
@@ -37,16 +33,6 @@ def squeue_line(job_id: str) -> str:
     result = run("squeue", "-h", "-t", "all", "-j", job_id, "-o", SQUEUE_FORMAT)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
-
-
-def wait_until(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_sbatch_runs_the_job_with_slurm_environment(fake_slurm: FakeScheduler, tmp_path: Path):
@@ -78,7 +64,7 @@ def test_sbatch_runs_the_job_with_slurm_environment(fake_slurm: FakeScheduler, t
 def test_pending_then_running_then_cancelled(fake_slurm: FakeScheduler,
                                              monkeypatch: pytest.MonkeyPatch):
     # Long enough for the seven commands below to run before the first job starts, under load too.
-    monkeypatch.setenv("PW_FAKE_PENDING_SECONDS", "3")
+    monkeypatch.setenv("PW_FAKE_PENDING_SECONDS", "8")
     first = sbatch("#!/bin/sh\nsleep 30\n", "-J", "sleeper")
     second = sbatch("#!/bin/sh\nsleep 30\n", "--job-name=sleeper", "--partition", "gpu")
     third = sbatch("#!/bin/sh\nsleep 30\n", "--job-name=sleeper")
@@ -92,10 +78,10 @@ def test_pending_then_running_then_cancelled(fake_slurm: FakeScheduler,
     started = time.monotonic()
     cancel = run("scancel", third)
     assert (cancel.returncode, cancel.stdout, cancel.stderr) == (0, "", "")
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 5  # not the KillWait grace: it never ran
     assert squeue_line(third) == f"{third}|CANCELLED|None||sleeper"
 
-    running = fake_slurm.wait_for_state(first, "RUNNING")
+    running = fake_slurm.wait_for_state(first, "RUNNING", timeout=30)
     assert squeue_line(first) == f"{first}|RUNNING|None|localhost|sleeper"
     shown = run("scontrol", "show", "job", first).stdout
     assert shown.startswith(f"JobId={first} JobName=sleeper\n   UserId=")

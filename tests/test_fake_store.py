@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
+from support.fake_commands import run, wait_until
 
 from pw_spawner.testing import plugin
 from pw_spawner.testing.fake import cli, store
@@ -24,12 +23,6 @@ def _jobs_start_in_a_temp_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-def run(*argv: str, input: str | None = None, cwd: Path | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=30,
-                          cwd=cwd, env=env)
-
-
 def sbatch(script: str, *args: str) -> str:
     result = run("sbatch", "--parsable", *args, input=script)
     assert result.returncode == 0, result.stderr
@@ -40,16 +33,6 @@ def squeue_line(job_id: str) -> str:
     result = run("squeue", "-h", "-t", "all", "-j", job_id, "-o", "%i|%T|%r|%N|%j")
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
-
-
-def wait_until(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_job_store_records_and_ids(tmp_path: Path):

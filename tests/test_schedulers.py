@@ -8,7 +8,7 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
-from pw_spawner import PWSpawner, schedulers
+from pw_spawner import PWSpawner, plugins, schedulers
 from pw_spawner.cli import build_parser
 from pw_spawner.options import Selection
 from pw_spawner.profiles import ProfileError, profile_from_dict
@@ -64,8 +64,8 @@ def _entry(name: str, value: str) -> EntryPoint:
 @pytest.fixture
 def registered(monkeypatch):
     """Registers ExampleScheduler as an installed package would, for one test."""
-    monkeypatch.setattr(schedulers, "entry_points",
-                        lambda group: [_entry("example", f"{__name__}:ExampleScheduler")])
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [
+        _entry("example", f"{__name__}:ExampleScheduler")] if group == schedulers.ENTRY_POINT_GROUP else [])
     scheduler_classes.cache_clear()
     yield
     monkeypatch.undo()
@@ -135,7 +135,8 @@ def test_a_scheduler_from_an_entry_point_appears_everywhere(registered):
 
 
 def test_an_entry_point_that_is_not_a_scheduler_is_refused(monkeypatch):
-    monkeypatch.setattr(schedulers, "entry_points", lambda group: [_entry("bad", "os:getcwd")])
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [
+        _entry("bad", "os:getcwd")] if group == schedulers.ENTRY_POINT_GROUP else [])
     scheduler_classes.cache_clear()
     try:
         with pytest.raises(TypeError, match="entry point bad = os:getcwd is not a Scheduler"):

@@ -17,12 +17,9 @@ The registry is found, not typed: every module of this package is read for App c
 from __future__ import annotations
 
 import functools
-import importlib
-import inspect
-import pkgutil
 from collections.abc import Iterable
-from importlib.metadata import entry_points
 
+from ..plugins import discover
 from .base import App, AppLaunch, FormOption, LaunchContext
 from .jupyter import jupyter_launch
 from .rstudio import rstudio_launch
@@ -37,19 +34,7 @@ ENTRY_POINT_GROUP = "pw_spawner.apps"
 def app_classes() -> dict[str, type[App]]:
     """Every built-in and installed app class by name: Jupyter first, then this package's, then
     entry points'."""
-    found: dict[str, type[App]] = {}
-    for module_info in pkgutil.iter_modules(__path__):
-        if module_info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{module_info.name}")
-        for _, cls in inspect.getmembers(module, inspect.isclass):
-            if issubclass(cls, App) and cls.name and cls.__module__ == module.__name__:
-                found.setdefault(cls.name, cls)
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        cls = entry.load()
-        if not (inspect.isclass(cls) and issubclass(cls, App) and cls.name == entry.name):
-            raise TypeError(f"entry point {entry.name} = {entry.value} is not an App named {entry.name!r}")
-        found.setdefault(cls.name, cls)
+    found = discover(__name__, __path__, App, "name", ENTRY_POINT_GROUP)
     return dict(sorted(found.items(), key=lambda item: item[0] != "jupyter"))
 
 

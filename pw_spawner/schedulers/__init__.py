@@ -16,13 +16,10 @@ and its help, a resource's ``scheduler``, ``pw-spawner --scheduler``, a profile'
 from __future__ import annotations
 
 import functools
-import importlib
-import inspect
-import pkgutil
 from collections.abc import Mapping
-from importlib.metadata import entry_points
 from typing import Any
 
+from ..plugins import discover
 from .base import JobInfo, JobRef, Scheduler, SchedulerError, SettingsError, SubmitError
 
 #: The entry-point group through which other packages register schedulers.
@@ -32,20 +29,7 @@ ENTRY_POINT_GROUP = "pw_spawner.schedulers"
 @functools.cache
 def scheduler_classes() -> dict[str, type[Scheduler]]:
     """Every registered scheduler class by kind: this package's modules first, then entry points."""
-    found: dict[str, type[Scheduler]] = {}
-    for module_info in pkgutil.iter_modules(__path__):
-        if module_info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{module_info.name}")
-        for _, cls in inspect.getmembers(module, inspect.isclass):
-            if issubclass(cls, Scheduler) and cls.kind and cls.__module__ == module.__name__:
-                found.setdefault(cls.kind, cls)
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        cls = entry.load()
-        if not (inspect.isclass(cls) and issubclass(cls, Scheduler) and cls.kind == entry.name):
-            raise TypeError(f"entry point {entry.name} = {entry.value} is not a Scheduler "
-                            f"of kind {entry.name!r}")
-        found.setdefault(cls.kind, cls)
+    found = discover(__name__, __path__, Scheduler, "kind", ENTRY_POINT_GROUP)  # type: ignore[type-abstract]
     # The embedded default first, then the others by name.
     return dict(sorted(found.items(), key=lambda item: (item[0] != "local", item[0])))
 
