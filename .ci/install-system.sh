@@ -5,16 +5,20 @@
 #     desktop (tigervnc-standalone-server, websockify, novnc, xauth, twm, xterm, xfonts-base,
 #     xfonts-75dpi), Xpra with its HTML5 client (xpra, xvfb) and xdpyinfo (x11-utils) for the X
 #     cookie checks; Son of Grid Engine (gridengine-master, gridengine-exec, gridengine-client) for
-#     the Grid Engine tests (tests/support/sge_cell.py)
+#     the Grid Engine tests (tests/support/sge_cell.py); PostgreSQL (postgresql, the server of
+#     Debian's supported version) for the session store's tests (tests/support/postgres.py)
 #   - configurable-http-proxy (npm) into $REPO/node_modules
+#
+# The PostgreSQL driver (psycopg) is a Python package: the venv's `test` extra brings it.
 #
 # Idempotent: apt runs only when a needed binary is missing, npm only when
 # node_modules/.bin/configurable-http-proxy is missing. Installing packages needs root on
 # Debian; anywhere else this only reports what is missing and exits 1.
 #
 # Services are NOT started: while apt runs, a temporary /usr/sbin/policy-rc.d (exit 101)
-# keeps the packages' init scripts from starting munged/sshd/slurmd/sge_qmaster/sge_execd; the
-# tests start the daemons they need themselves (tests/support/slurm_cluster.py, sge_cell.py).
+# keeps the packages' init scripts from starting munged/sshd/slurmd/sge_qmaster/sge_execd/postgres;
+# the tests start the daemons they need themselves (tests/support/slurm_cluster.py, sge_cell.py,
+# postgres.py).
 #
 # Grid Engine's debconf questions (configure automatically? cell name, master host) are
 # preseeded before a first install, so apt never prompts whatever the debconf frontend: the
@@ -28,7 +32,7 @@ PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 APT_PACKAGES=(slurm-wlm munge openssh-server chromium chromium-driver sudo procps iproute2
   tigervnc-standalone-server websockify novnc xauth twm xterm xfonts-base xfonts-75dpi xpra xvfb
-  x11-utils gridengine-master gridengine-exec gridengine-client)
+  x11-utils gridengine-master gridengine-exec gridengine-client postgresql)
 # binary -> package providing it
 declare -A BINARY_PACKAGE=(
   [sbatch]=slurm-wlm
@@ -61,6 +65,12 @@ declare -A FILE_PACKAGE=(
   # twm's title font (without it twm exits in a UTF-8 locale)
   [/usr/share/fonts/X11/75dpi/fonts.dir]=xfonts-75dpi
 )
+# glob -> package, for programs outside PATH in a versioned directory (PostgreSQL's server
+# programs are in /usr/lib/postgresql/<major>/bin; /usr/bin only has postgresql-common's wrappers)
+declare -A GLOB_PACKAGE=(
+  ['/usr/lib/postgresql/*/bin/initdb']=postgresql
+  ['/usr/lib/postgresql/*/bin/postgres']=postgresql
+)
 CHP="$REPO/node_modules/.bin/configurable-http-proxy"
 CHP_SPEC='configurable-http-proxy@^4.6'
 
@@ -77,6 +87,9 @@ missing_binaries() {
   done | sort
   for f in "${!FILE_PACKAGE[@]}"; do
     [ -e "$f" ] || printf '%s\n' "$f"
+  done | sort
+  for g in "${!GLOB_PACKAGE[@]}"; do
+    compgen -G "$g" >/dev/null || printf '%s\n' "$g"
   done | sort
 }
 
@@ -140,7 +153,7 @@ if [ "${#MISSING[@]}" -gt 0 ] || [ "$NEED_NPM" = 1 ]; then
       if [ "${#MISSING[@]}" -gt 0 ]; then
         echo "  missing binaries:"
         for b in "${MISSING[@]}"; do
-          echo "    $b (Debian package ${BINARY_PACKAGE[$b]:-${FILE_PACKAGE[$b]:-?}})"
+          echo "    $b (Debian package ${BINARY_PACKAGE[$b]:-${FILE_PACKAGE[$b]:-${GLOB_PACKAGE[$b]:-?}}})"
         done
       fi
       if [ "$NEED_NPM" = 1 ]; then
@@ -191,6 +204,7 @@ log "versions:"
   # (qstat -help needs a configured cell; the package version does not)
   dpkg-query -W -f='gridengine ${Version}\n' gridengine-master 2>/dev/null ||
     echo 'gridengine: not installed'
+  dpkg-query -W -f='postgresql ${Version}\n' postgresql 2>/dev/null || echo 'postgresql: not installed'
   printf 'node %s, configurable-http-proxy %s\n' "$(node --version 2>/dev/null || echo '?')" \
     "$("$CHP" --version 2>/dev/null || echo '?')"
 } | sed 's/^/    /'
