@@ -49,6 +49,9 @@ class JobInfo:
     reason: str = ""
     node: str | None = None
     exit_code: int | None = None
+    #: How a finished job ended, as a machine code of :data:`.reasons.END_REASONS` (``TIMEOUT``,
+    #: ``OUT_OF_MEMORY``, ``CANCELLED``...), where the scheduler's answer says it; empty otherwise.
+    end_reason: str = ""
 
     @classmethod
     def unknown(cls, job_id: str, why: str) -> JobInfo:
