@@ -3,9 +3,10 @@ real Slurm 22.05 printed: tests/data/slurm/ holds the stdout, stderr and exit co
 SlurmScheduler runs, recorded on the single-node test cluster by tests/support/record_slurm_outputs.py
 (its README says which command made which file, and how to re-record; manifest.json says which job id
 played which role: running, pending for Resources, JobHeldUser, Dependency, ..., completed, failed with
-exit 3, cancelled, timed out).  The scheduler is driven through a stub executor that answers each argv
-with the recorded result, so this file only reads files and starts no Slurm; hand-written inputs cover
-what a recording cannot show (truncated lines, ``(null)``, empty output, sacct with a database).
+exit 3, cancelled, killed over its memory by its cgroup (OUT_OF_MEMORY), timed out).  The scheduler is
+driven through a stub executor that answers each argv with the recorded result, so this file only reads
+files and starts no Slurm; hand-written inputs cover what a recording cannot show (truncated lines,
+``(null)``, empty output, a COMPLETING job, sacct with a database).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from hypothesis import strategies as st
 
 from pw_spawner.remote.executor import CommandResult
 from pw_spawner.schedulers.base import JobInfo, JobRef, SchedulerError, SubmitError
+from pw_spawner.schedulers.cache import StatusCache
+from pw_spawner.schedulers.reasons import job_words
 from pw_spawner.schedulers.slurm import (
     _STATES,
     SQUEUE_FORMAT,
@@ -28,6 +31,7 @@ from pw_spawner.schedulers.slurm import (
     parse_sacct,
     parse_scontrol,
     parse_squeue,
+    slurm_end_reason,
     slurm_state,
     submit_error_message,
 )
@@ -40,26 +44,29 @@ NODE: str = MANIFEST["node"]
 UNKNOWN_ID: str = MANIFEST["unknown_id"]
 COMMANDS = {c["name"]: c for c in MANIFEST["commands"]}
 
-#: What squeue printed for each job (state, %T, %r as the parser keeps it, whether %N names the node).
+#: What squeue printed for each job (state, %T, %r as the parser keeps it, whether %N names the node),
+#: and how the job ended (JobInfo.end_reason, from the state word).
 SQUEUE_EXPECTED = {
-    "refused_memory": (JobState.FAILED, "FAILED", "BadConstraints", False),
-    "completed": (JobState.COMPLETED, "COMPLETED", "", True),
-    "failed": (JobState.FAILED, "FAILED", "NonZeroExitCode", True),
-    "cancelled": (JobState.CANCELLED, "CANCELLED", "", True),
-    "running": (JobState.RUNNING, "RUNNING", "", True),
-    "spoofing_name": (JobState.COMPLETED, "COMPLETED", "", True),
-    "timeout": (JobState.FAILED, "TIMEOUT", "TimeLimit", True),
-    "pending_resources": (JobState.PENDING, "PENDING", "Resources", False),
-    "pending_held": (JobState.PENDING, "PENDING", "JobHeldUser", False),
-    "pending_dependency": (JobState.PENDING, "PENDING", "Dependency", False),
-    "pending_partition_time_limit": (JobState.PENDING, "PENDING", "PartitionTimeLimit", False),
-    "pending_too_many_cpus": (JobState.PENDING, "PENDING", "PartitionConfig", False),
-    "pending_too_many_nodes": (JobState.PENDING, "PENDING", "PartitionNodeLimit", False),
+    "refused_memory": (JobState.FAILED, "FAILED", "BadConstraints", False, "FAILED"),
+    "completed": (JobState.COMPLETED, "COMPLETED", "", True, "COMPLETED"),
+    "failed": (JobState.FAILED, "FAILED", "NonZeroExitCode", True, "FAILED"),
+    "cancelled": (JobState.CANCELLED, "CANCELLED", "", True, "CANCELLED"),
+    "out_of_memory": (JobState.FAILED, "OUT_OF_MEMORY", "OutOfMemory", True, "OUT_OF_MEMORY"),
+    "running": (JobState.RUNNING, "RUNNING", "", True, ""),
+    "spoofing_name": (JobState.COMPLETED, "COMPLETED", "", True, "COMPLETED"),
+    "timeout": (JobState.FAILED, "TIMEOUT", "TimeLimit", True, "TIMEOUT"),
+    "pending_resources": (JobState.PENDING, "PENDING", "Resources", False, ""),
+    "pending_held": (JobState.PENDING, "PENDING", "JobHeldUser", False, ""),
+    "pending_dependency": (JobState.PENDING, "PENDING", "Dependency", False, ""),
+    "pending_partition_time_limit": (JobState.PENDING, "PENDING", "PartitionTimeLimit", False, ""),
+    "pending_too_many_cpus": (JobState.PENDING, "PENDING", "PartitionConfig", False, ""),
+    "pending_too_many_nodes": (JobState.PENDING, "PENDING", "PartitionNodeLimit", False, ""),
 }
 #: scontrol's ExitCode=<code>:<signal> for each job, and the code parse_scontrol keeps.
 EXIT_CODES = {
     "refused_memory": ("0:1", 0), "completed": ("0:0", 0), "failed": ("3:0", 3),
-    "cancelled": ("0:15", 0), "running": ("0:0", 0), "spoofing_name": ("0:0", 0),
+    "cancelled": ("0:15", 0), "out_of_memory": ("0:125", 0), "running": ("0:0", 0),
+    "spoofing_name": ("0:0", 0),
     "timeout": ("0:15", 0), "pending_resources": ("0:0", 0), "pending_held": ("0:0", 0),
     "pending_dependency": ("0:0", 0), "pending_partition_time_limit": ("0:0", 0),
     "pending_too_many_cpus": ("0:0", 0), "pending_too_many_nodes": ("0:0", 0),
@@ -133,6 +140,8 @@ def test_recording_is_of_the_modules_commands():
     assert MANIFEST["slurm_version"].startswith("slurm-wlm 22.05")
     assert MANIFEST["squeue_format"] == SQUEUE_FORMAT  # else re-record: the files are of another format
     assert "timeout" in JOBS, "re-recorded without a TIMEOUT job (see tests/data/slurm/README.md)"
+    assert "out_of_memory" in JOBS, "re-recorded without memory confined (see tests/data/slurm/README.md)"
+    assert MANIFEST["memory_enforcement"] is True
     assert set(JOBS) == set(SQUEUE_EXPECTED)
     assert tuple(COMMANDS["squeue-mixed"]["argv"]) == squeue_argv(list(JOBS.values()))
     assert tuple(COMMANDS["scontrol-o-show-job"]["argv"]) == SCONTROL_ALL
@@ -157,7 +166,7 @@ def test_slurm_state(raw, state):
 
 def test_every_state_squeue_printed_is_known():
     raws = {line.split("|")[1] for line in stdout("squeue-mixed").splitlines()}
-    assert raws == {"PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}
+    assert raws == {"PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY"}
     assert all(slurm_state(raw) is not JobState.UNKNOWN for raw in raws)
 
 
@@ -183,8 +192,8 @@ def test_slurm_state_reads_the_first_word_only(word, rest):
 def test_parse_squeue_mixed():
     infos = parse_squeue(stdout("squeue-mixed"))
     expected = {
-        JOBS[role]: JobInfo(JOBS[role], state, raw, reason, NODE if on_node else None)
-        for role, (state, raw, reason, on_node) in SQUEUE_EXPECTED.items()
+        JOBS[role]: JobInfo(JOBS[role], state, raw, reason, NODE if on_node else None, end_reason=end)
+        for role, (state, raw, reason, on_node, end) in SQUEUE_EXPECTED.items()
     }
     assert infos == expected
 
@@ -205,7 +214,7 @@ def test_parse_squeue_pipe_in_the_job_name():
     line = next(x for x in stdout("squeue-mixed").splitlines() if x.startswith(f"{JOBS['completed']}|"))
     assert line == f"{JOBS['completed']}|COMPLETED|None|{NODE}|rec|pipe"
     assert parse_squeue(line) == {JOBS["completed"]: JobInfo(JOBS["completed"], JobState.COMPLETED,
-                                                             "COMPLETED", "", NODE)}
+                                                             "COMPLETED", "", NODE, end_reason="COMPLETED")}
     spoof = next(x for x in stdout("squeue-mixed").splitlines() if x.startswith(f"{JOBS['spoofing_name']}|"))
     assert spoof.endswith(f"|rec JobId={JOBS['running']} x")
     assert list(parse_squeue(spoof)) == [JOBS["spoofing_name"]]
@@ -269,15 +278,16 @@ def test_parse_scontrol_every_line_of_scontrol_o_show_job():
     for role, job_id in JOBS.items():
         if role == "spoofing_name":
             continue  # see test_parse_scontrol_job_name_cannot_change_the_job_id
-        state, raw, reason, on_node = SQUEUE_EXPECTED[role]
+        state, raw, reason, on_node, end = SQUEUE_EXPECTED[role]
         printed, code = EXIT_CODES[role]
         line = scontrol_line(role)
         assert f" ExitCode={printed} " in line
-        assert parse_scontrol(line) == JobInfo(job_id, state, raw, reason, NODE if on_node else None, code)
+        node = NODE if on_node else None
+        assert parse_scontrol(line) == JobInfo(job_id, state, raw, reason, node, code, end)
 
 
 def test_parse_scontrol_failed_job_exit_code():
-    expected = JobInfo(JOBS["failed"], JobState.FAILED, "FAILED", "NonZeroExitCode", NODE, 3)
+    expected = JobInfo(JOBS["failed"], JobState.FAILED, "FAILED", "NonZeroExitCode", NODE, 3, "FAILED")
     assert " ExitCode=3:0 " in stdout("scontrol-o-show-job-failed")
     assert parse_scontrol(stdout("scontrol-o-show-job-failed")) == expected
     multi = stdout("scontrol-show-job-failed")
@@ -369,10 +379,11 @@ SACCT = "3|FAILED|3:0|vm\n4|CANCELLED by 1001|0:15|vm\n5|RUNNING|0:0|vm\n7|TIMEO
 
 
 @pytest.mark.parametrize(("job_id", "expected"), [
-    ("3", JobInfo("3", JobState.FAILED, "FAILED", node="vm", exit_code=3)),
-    ("4", JobInfo("4", JobState.CANCELLED, "CANCELLED by 1001", node="vm", exit_code=0)),
+    ("3", JobInfo("3", JobState.FAILED, "FAILED", node="vm", exit_code=3, end_reason="FAILED")),
+    ("4", JobInfo("4", JobState.CANCELLED, "CANCELLED by 1001", node="vm", exit_code=0,
+                  end_reason="CANCELLED")),
     ("5", JobInfo("5", JobState.RUNNING, "RUNNING", node="vm", exit_code=0)),
-    ("7", JobInfo("7", JobState.FAILED, "TIMEOUT", node="vm", exit_code=0)),
+    ("7", JobInfo("7", JobState.FAILED, "TIMEOUT", node="vm", exit_code=0, end_reason="TIMEOUT")),
     ("1", None), ("", None), ("3.batch", None),
 ])
 def test_parse_sacct(job_id, expected):
@@ -382,14 +393,125 @@ def test_parse_sacct(job_id, expected):
 @pytest.mark.parametrize(("text", "expected"), [
     ("", None),
     ("3|FAI", None),  # truncated
-    ("3|FAILED|", JobInfo("3", JobState.FAILED, "FAILED")),
-    ("3|FAILED|3:0", JobInfo("3", JobState.FAILED, "FAILED", exit_code=3)),
-    ("3|FAILED|3:0|", JobInfo("3", JobState.FAILED, "FAILED", exit_code=3)),
+    ("3|FAILED|", JobInfo("3", JobState.FAILED, "FAILED", end_reason="FAILED")),
+    ("3|FAILED|3:0", JobInfo("3", JobState.FAILED, "FAILED", exit_code=3, end_reason="FAILED")),
+    ("3|FAILED|3:0|", JobInfo("3", JobState.FAILED, "FAILED", exit_code=3, end_reason="FAILED")),
     ("3.batch|FAILED|3:0|vm\n3|COMPLETED|0:0|vm", JobInfo("3", JobState.COMPLETED, "COMPLETED", node="vm",
-                                                          exit_code=0)),
+                                                          exit_code=0, end_reason="COMPLETED")),
 ])
 def test_parse_sacct_edges(text, expected):
     assert parse_sacct(text, "3") == expected
+
+
+# -- how a job ended (JobInfo.end_reason) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("role", "end", "words"), [
+    ("timeout", "TIMEOUT", "time limit reached"),
+    ("out_of_memory", "OUT_OF_MEMORY", "out of memory"),
+    ("cancelled", "CANCELLED", "cancelled"),
+    ("failed", "FAILED", "failed: exit code 3"),
+    ("completed", "COMPLETED", "completed"),
+    ("refused_memory", "FAILED", "failed: what it asks for can never be met"),  # Reason=BadConstraints
+])
+def test_how_the_recorded_jobs_ended(role, end, words):
+    squeued = parse_squeue(stdout("squeue-mixed"))[JOBS[role]]
+    shown = parse_scontrol(scontrol_line(role))
+    assert squeued.end_reason == shown.end_reason == end
+    assert job_words("slurm", shown) == words
+
+
+def test_recorded_time_limit_and_memory_kills():
+    # The job with --time=00:01:00 (`sleep 600`), killed by slurmctld's time-limit check...
+    timeout = stdout("scontrol-o-show-job-timeout")
+    assert " JobState=TIMEOUT Reason=TimeLimit " in timeout and " TimeLimit=00:01:00 " in timeout
+    assert parse_scontrol(timeout) == JobInfo(JOBS["timeout"], JobState.FAILED, "TIMEOUT", "TimeLimit",
+                                              NODE, 0, "TIMEOUT")
+    # ... and the one that wrote 256 MiB with --mem=64M, killed by the kernel in its memory cgroup.
+    oom = stdout("scontrol-o-show-job-out-of-memory")
+    assert " JobState=OUT_OF_MEMORY Reason=OutOfMemory " in oom and " ExitCode=0:125 " in oom
+    assert " MinMemoryNode=64M " in oom
+    assert parse_scontrol(oom) == JobInfo(JOBS["out_of_memory"], JobState.FAILED, "OUT_OF_MEMORY",
+                                          "OutOfMemory", NODE, 0, "OUT_OF_MEMORY")
+
+
+@pytest.mark.parametrize(("reason", "end"), [
+    ("TimeLimit", "TIMEOUT"), ("OutOfMemory", "OUT_OF_MEMORY"), ("NodeDown", "NODE_FAIL"),
+    ("NonZeroExitCode", "FAILED"), ("DeadLine", "DEADLINE"), ("None", ""), ("Prolog", ""),
+])
+def test_a_completing_job_ends_as_its_reason_says(reason, end):
+    # Hand-written: squeue prints COMPLETING (its processes being cleaned up) whatever the end, and the
+    # reason slurmctld set when it ended the job (the recorded TIMEOUT job's TimeLimit).
+    info = parse_squeue(f"8|COMPLETING|{reason}|vm|x\n")["8"]
+    assert info.state is JobState.COMPLETED  # as before: COMPLETING counts as ended
+    assert info.end_reason == end
+    line = scontrol_line("timeout").replace("JobState=TIMEOUT", "JobState=COMPLETING").replace(
+        "Reason=TimeLimit", f"Reason={reason}")
+    assert parse_scontrol(line).end_reason == end
+
+
+#: sacct -n -P -X -o JobID,State,ExitCode,NodeList as SchedMD's sacct page documents the states
+#: (no slurmdbd here to record it): hand-written.
+SACCT_ENDED = ("5|OUT_OF_MEMORY|0:125|vm\n8|TIMEOUT|0:0|vm\n9|NODE_FAIL|0:0|vm\n10|PREEMPTED|0:0|vm\n"
+               "11|CANCELLED by 1001|0:0|vm\n12|DEADLINE|0:0|vm\n13|BOOT_FAIL|0:0|vm\n14|REQUEUED|0:0|vm\n")
+
+
+@pytest.mark.parametrize(("job_id", "end", "words"), [
+    ("5", "OUT_OF_MEMORY", "out of memory"), ("8", "TIMEOUT", "time limit reached"),
+    ("9", "NODE_FAIL", "node failure"), ("10", "PREEMPTED", "preempted"), ("11", "CANCELLED", "cancelled"),
+    ("12", "DEADLINE", "deadline reached"), ("13", "LAUNCH_FAILED", "could not be started"),
+    ("14", "", ""),  # requeued: pending again, not ended
+])
+def test_sacct_states_say_how_jobs_ended(job_id, end, words):
+    info = parse_sacct(SACCT_ENDED, job_id)
+    assert info is not None and info.end_reason == end
+    assert job_words("slurm", info) == words
+
+
+def test_every_slurm_state_word_either_ended_or_not():
+    for word, state in _STATES.items():
+        end = slurm_end_reason(word)
+        if word == "COMPLETING":
+            assert end == ""  # its reason says how (test_a_completing_job_ends_as_its_reason_says)
+        elif state.finished:
+            assert end, word
+        else:
+            assert end == "", word
+
+
+async def test_a_purged_job_ends_as_sacct_says():
+    ids = [JOBS["out_of_memory"]]
+    executor = RecordedExecutor({
+        squeue_argv(ids): recorded("squeue-unknown-id"),
+        SCONTROL_ALL: recorded("scontrol-o-show-job-empty"),
+        sacct_argv(ids): CommandResult(sacct_argv(ids), 0,
+                                       f"{JOBS['out_of_memory']}|OUT_OF_MEMORY|0:125|vm\n", ""),
+    })
+    infos = await SlurmScheduler().query(executor, refs("out_of_memory"))
+    assert (infos[JOBS["out_of_memory"]].state, infos[JOBS["out_of_memory"]].end_reason) == (
+        JobState.FAILED, "OUT_OF_MEMORY")
+
+
+async def test_a_job_missing_from_squeue_ends_as_scontrol_says():
+    ids = [JOBS["timeout"], JOBS["out_of_memory"]]
+    executor = RecordedExecutor({
+        squeue_argv(ids): squeue_listing(ids, missing=ids),
+        SCONTROL_ALL: recorded("scontrol-o-show-job"),
+    })
+    infos = await SlurmScheduler().query(executor, refs("timeout", "out_of_memory"))
+    assert [infos[i].end_reason for i in ids] == ["TIMEOUT", "OUT_OF_MEMORY"]
+
+
+async def test_a_gone_job_says_it_ended_not_how():
+    ids = [UNKNOWN_ID]
+    executor = RecordedExecutor({
+        squeue_argv(ids): recorded("squeue-unknown-id"),
+        SCONTROL_ALL: recorded("scontrol-o-show-job"),
+        sacct_argv(ids): recorded("sacct-no-slurmdbd"),
+    })
+    info = (await SlurmScheduler().query(executor, refs(UNKNOWN_ID)))[UNKNOWN_ID]
+    assert (info.raw_state, info.end_reason) == ("GONE", "")
+    assert job_words("slurm", info) == "ended (no longer known to Slurm)"
 
 
 # -- parse_private_data and shows_other_users_jobs ------------------------------------------------------
@@ -523,7 +645,7 @@ async def test_job_missing_from_squeue_is_confirmed_by_scontrol():
     infos = await SlurmScheduler().query(executor, refs("running", "failed", "pending_resources"))
     assert executor.calls == [squeue_argv(ids), SCONTROL_ALL]  # no sacct: scontrol still holds it
     assert infos[JOBS["failed"]] == JobInfo(JOBS["failed"], JobState.FAILED, "FAILED", "NonZeroExitCode",
-                                            NODE, 3)
+                                            NODE, 3, "FAILED")
     assert infos[JOBS["running"]].state is JobState.RUNNING
     assert infos[JOBS["pending_resources"]].reason == "Resources"
 
@@ -599,7 +721,8 @@ async def test_sacct_answer_is_used_for_purged_jobs():
         sacct_argv(ids): CommandResult(sacct_argv(ids), 0, f"{JOBS['failed']}|FAILED|3:0|{NODE}\n", ""),
     })
     infos = await SlurmScheduler().query(executor, refs("failed"))
-    assert infos[JOBS["failed"]] == JobInfo(JOBS["failed"], JobState.FAILED, "FAILED", node=NODE, exit_code=3)
+    assert infos[JOBS["failed"]] == JobInfo(JOBS["failed"], JobState.FAILED, "FAILED", node=NODE, exit_code=3,
+                                            end_reason="FAILED")
 
 
 async def test_failing_squeue_makes_every_job_unknown():
@@ -641,6 +764,47 @@ async def test_failing_scontrol_makes_the_missing_jobs_unknown():
     infos = await SlurmScheduler().query(executor, refs("failed"))
     assert executor.calls == [squeue_argv(ids), SCONTROL_ALL]
     assert infos[JOBS["failed"]].state is JobState.UNKNOWN
+
+
+# -- the status cache keeps how a job ended ----------------------------------------------------------------
+
+
+async def test_the_cache_keeps_how_a_job_ended_once_slurm_has_forgotten_it():
+    job = refs("timeout")[0]
+    ids = [job.job_id]
+    listed = {squeue_argv(ids): squeue_listing(ids)}
+    # Past MinJobAge: squeue and scontrol no longer know the job, and there is no slurmdbd.
+    forgotten = {squeue_argv(ids): recorded("squeue-unknown-id"),
+                 SCONTROL_ALL: recorded("scontrol-o-show-job-empty"),
+                 sacct_argv(ids): recorded("sacct-no-slurmdbd")}
+    executor = RecordedExecutor(listed)
+    cache = StatusCache(SlurmScheduler(), executor, refresh_interval=30, window=0)
+    ended = await cache.status(job, max_age=0)
+    assert (ended.state, ended.raw_state, ended.end_reason) == (JobState.FAILED, "TIMEOUT", "TIMEOUT")
+    executor.answers = forgotten
+    assert (await SlurmScheduler().query(executor, [job]))[job.job_id].raw_state == "GONE"  # what Slurm says
+    assert await cache.status(job, max_age=0) == ended  # what the cache keeps
+    executor.answers = {squeue_argv(ids): recorded("squeue-controller-down")}
+    assert (await cache.status(job, max_age=0)).state is JobState.UNKNOWN  # a failed query says so...
+    executor.answers = forgotten
+    assert await cache.status(job, max_age=0) == ended  # ... and does not lose how it ended
+    assert cache.queries == 4
+
+
+async def test_the_cache_forgets_how_a_job_ended_when_it_runs_again():
+    job = refs("timeout")[0]
+    ids = [job.job_id]
+    executor = RecordedExecutor({squeue_argv(ids): squeue_listing(ids)})
+    cache = StatusCache(SlurmScheduler(), executor, refresh_interval=30, window=0)
+    assert (await cache.status(job, max_age=0)).end_reason == "TIMEOUT"
+    requeued = CommandResult(squeue_argv(ids), 0, f"{job.job_id}|PENDING|BeginTime||rec-timeout\n", "")
+    executor.answers = {squeue_argv(ids): requeued}  # scontrol requeue: the same id runs again
+    assert (await cache.status(job, max_age=0)).state is JobState.PENDING
+    executor.answers = {squeue_argv(ids): recorded("squeue-unknown-id"),
+                        SCONTROL_ALL: recorded("scontrol-o-show-job-empty"),
+                        sacct_argv(ids): recorded("sacct-no-slurmdbd")}
+    gone = await cache.status(job, max_age=0)
+    assert (gone.raw_state, gone.end_reason) == ("GONE", "")
 
 
 # -- find and cancel -------------------------------------------------------------------------------------

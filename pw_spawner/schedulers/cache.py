@@ -10,6 +10,11 @@ every server at once) is answered by one query.
 
 A failed query makes every job of that cluster UNKNOWN (never "gone"); the scheduler module
 itself confirms a job missing from its answer by a second source before it reports it ended.
+
+How a job ended (``JobInfo.end_reason``) is kept: once a refresh has said it (``TIMEOUT``,
+``OUT_OF_MEMORY``...), a later answer that says less (a job the scheduler has since forgotten,
+"gone", or one with a bare exit code) does not replace that answer; a job that runs again
+(requeued) starts over.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Callable, Hashable
 
 from ..remote.executor import Executor
 from .base import JobInfo, JobRef, Scheduler
+from .reasons import GENERIC_END_REASONS
 
 #: Jobs nobody asked about for this long are dropped (their spawner is gone).
 IDLE_JOB_SECONDS = 900.0
@@ -37,6 +43,7 @@ class StatusCache:
         self._jobs: dict[str, JobRef] = {}
         self._asked: dict[str, float] = {}
         self._answers: dict[str, tuple[float, JobInfo]] = {}
+        self._ended: dict[str, JobInfo] = {}  # the answer that said how each ended job ended
         self._next: asyncio.Future[None] | None = None  # the refresh being prepared
         self._inflight: asyncio.Future[None] | None = None
         self._inflight_ids: set[str] = set()
@@ -57,7 +64,7 @@ class StatusCache:
 
     def forget(self, job_id: str) -> None:
         """Stop following a job (its server stopped)."""
-        for table in (self._jobs, self._asked, self._answers):
+        for table in (self._jobs, self._asked, self._answers, self._ended):
             table.pop(job_id, None)
 
     def cached(self, job_id: str) -> tuple[float, JobInfo] | None:
@@ -105,7 +112,7 @@ class StatusCache:
             for job in jobs:
                 if job.job_id in self._jobs:
                     info = infos.get(job.job_id) or JobInfo.unknown(job.job_id, "no answer for this job")
-                    self._answers[job.job_id] = (started, info)
+                    self._answers[job.job_id] = (started, self._keeping_end_reason(info))
         finally:
             if self._next is done:
                 self._next = None
@@ -113,6 +120,21 @@ class StatusCache:
                 self._inflight, self._inflight_ids = None, set()
             if not done.done():
                 done.set_result(None)
+
+    def _keeping_end_reason(self, info: JobInfo) -> JobInfo:
+        """``info``, or the earlier answer that said how the job ended when ``info`` says less."""
+        ended = self._ended.get(info.job_id)
+        if info.state.active:  # requeued: it has not ended after all
+            self._ended.pop(info.job_id, None)
+        elif info.state.finished:
+            says_less = not info.end_reason or (
+                info.end_reason in GENERIC_END_REASONS and ended is not None
+                and ended.end_reason not in GENERIC_END_REASONS)
+            if ended is not None and says_less:
+                return ended
+            if info.end_reason:
+                self._ended[info.job_id] = info
+        return info
 
     def _drop_idle(self, now: float) -> None:
         idle = max(IDLE_JOB_SECONDS, 10 * self.refresh_interval)

@@ -2,6 +2,11 @@
 
 A job missing from squeue is not taken as ended until a second source (scontrol, then sacct)
 confirms it: squeue can miss a job during a controller fail-over or a slow answer.
+
+How a job ended (``JobInfo.end_reason``) is read from the same answers: Slurm's state word says it
+(``TIMEOUT``, ``OUT_OF_MEMORY``, ``NODE_FAIL``, ``CANCELLED``... in squeue's ``%T``, scontrol's
+``JobState=`` and sacct's ``State``), and while a job is ``COMPLETING`` its reason does
+(``TimeLimit``, ``OutOfMemory``...).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from collections.abc import Sequence
 from ..profiles import JobSpec, format_walltime
 from ..remote.executor import Executor, ExecutorError
 from ..status import JobState
+from . import reasons
 from .base import JobInfo, JobRef, Scheduler, SchedulerError, SubmitError
 
 SQUEUE_FORMAT = "%i|%T|%r|%N|%j"
@@ -43,11 +49,37 @@ _STATES = {
 }
 _INVALID_JOB = "Invalid job id specified"
 
+#: How a job ended, from the state word of a finished job.
+_END_STATES = {
+    "COMPLETED": reasons.COMPLETED, "FAILED": reasons.FAILED, "CANCELLED": reasons.CANCELLED,
+    "REVOKED": reasons.CANCELLED, "TIMEOUT": reasons.TIMEOUT, "OUT_OF_MEMORY": reasons.OUT_OF_MEMORY,
+    "NODE_FAIL": reasons.NODE_FAIL, "PREEMPTED": reasons.PREEMPTED, "DEADLINE": reasons.DEADLINE,
+    "BOOT_FAIL": reasons.LAUNCH_FAILED, "SPECIAL_EXIT": reasons.FAILED,
+}
+#: How a COMPLETING job ended, from its reason (its state word says only that it is cleaning up).
+_END_BY_REASON = {
+    "TimeLimit": reasons.TIMEOUT, "OutOfMemory": reasons.OUT_OF_MEMORY, "NodeDown": reasons.NODE_FAIL,
+    "NonZeroExitCode": reasons.FAILED, "JobLaunchFailure": reasons.LAUNCH_FAILED,
+    "DeadLine": reasons.DEADLINE,
+}
+
+
+def _state_word(raw: str) -> str:
+    return raw.strip().split()[0].upper().rstrip("+") if raw.strip() else ""
+
 
 def slurm_state(raw: str) -> JobState:
     """Our state for a Slurm state word (``CANCELLED by 1000`` counts as CANCELLED)."""
-    word = raw.strip().split()[0].upper() if raw.strip() else ""
-    return _STATES.get(word.rstrip("+"), JobState.UNKNOWN)
+    return _STATES.get(_state_word(raw), JobState.UNKNOWN)
+
+
+def slurm_end_reason(raw: str, reason: str = "") -> str:
+    """How a job ended (a code of :data:`.reasons.END_REASONS`), from its state word and, while it
+    is COMPLETING, its reason; empty for a job that has not ended or whose answer does not say."""
+    word = _state_word(raw)
+    if word == "COMPLETING":
+        return _END_BY_REASON.get(reason.strip(), "")
+    return _END_STATES.get(word, "")
 
 
 def parse_squeue(text: str) -> dict[str, JobInfo]:
@@ -58,9 +90,10 @@ def parse_squeue(text: str) -> dict[str, JobInfo]:
         if len(parts) < 4 or not parts[0]:
             continue
         job_id, raw, reason, node = parts[0], parts[1], parts[2], parts[3]
-        infos[job_id] = JobInfo(job_id, slurm_state(raw), raw,
-                                reason="" if reason in ("None", "(null)") else reason,
-                                node=None if node in ("", "(null)") else node)
+        reason = "" if reason in ("None", "(null)") else reason
+        infos[job_id] = JobInfo(job_id, slurm_state(raw), raw, reason=reason,
+                                node=None if node in ("", "(null)") else node,
+                                end_reason=slurm_end_reason(raw, reason))
     return infos
 
 
@@ -90,9 +123,10 @@ def parse_scontrol(text: str) -> JobInfo | None:
     if re.fullmatch(r"\d+:\d+", fields.get("ExitCode", "")):
         exit_code = int(fields["ExitCode"].split(":")[0])
     node = fields.get("NodeList") or None
-    return JobInfo(fields["JobId"], slurm_state(fields["JobState"]), fields["JobState"],
-                   reason="" if fields.get("Reason") in (None, "None", "(null)") else fields["Reason"],
-                   node=None if node in (None, "(null)") else node, exit_code=exit_code)
+    reason = "" if fields.get("Reason") in (None, "None", "(null)") else fields["Reason"]
+    return JobInfo(fields["JobId"], slurm_state(fields["JobState"]), fields["JobState"], reason=reason,
+                   node=None if node in (None, "(null)") else node, exit_code=exit_code,
+                   end_reason=slurm_end_reason(fields["JobState"], reason))
 
 
 def parse_sacct(text: str, job_id: str) -> JobInfo | None:
@@ -103,7 +137,8 @@ def parse_sacct(text: str, job_id: str) -> JobInfo | None:
             code = parts[2].split(":")[0]
             return JobInfo(job_id, slurm_state(parts[1]), parts[1],
                            node=(parts[3] or None) if len(parts) > 3 else None,
-                           exit_code=int(code) if code.isdigit() else None)
+                           exit_code=int(code) if code.isdigit() else None,
+                           end_reason=slurm_end_reason(parts[1]))
     return None
 
 

@@ -2,13 +2,18 @@
 the unit tests (tests/test_slurm_scheduler.py) parse: run as root, ``.venv/bin/python
 tests/support/record_slurm_outputs.py tests/data/slurm``.  It starts a :class:`SlurmCluster` (one node
 on loopback), submits jobs as the ordinary user ``pwtestuser`` until each is in the state it is there
-for (completed, failed with exit 3, cancelled, running, timed out, and pending for Resources,
-JobHeldUser, Dependency and PartitionTimeLimit), makes two submissions sbatch refuses, then saves the
+for (completed, failed with exit 3, cancelled, killed for going over its memory, running, timed out,
+and pending for Resources, JobHeldUser, Dependency and PartitionTimeLimit), makes two submissions
+sbatch refuses, then saves the
 stdout and stderr of ``squeue``/``scontrol``/``sacct``/``scancel``/``sbatch`` exactly as printed, run
 with the argv SlurmScheduler uses.  The files are written to a staging directory and moved into OUTDIR
 only when the whole run succeeded, with ``manifest.json`` (every command, its user and exit code, and
 which job id plays which role) and a generated ``README.md``.  Every job, the daemons and the scratch
 directories are removed on the way out, also when something fails.
+
+The cluster confines each job to its ``--mem`` with cgroups where the host allows it
+(``SlurmCluster(memory_enforcement=True)``), so that the job that goes over its memory ends
+``OUT_OF_MEMORY``; where it does not, that job is left out and the README says why.
 """
 
 from __future__ import annotations
@@ -32,7 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))  # the re
 
 from pw_spawner.schedulers.slurm import SQUEUE_FORMAT
 from support.net import free_ports
-from support.slurm_cluster import SlurmCluster, ensure_user, run_as, slurm_available
+from support.slurm_cluster import (
+    SlurmCluster,
+    ensure_user,
+    memory_enforcement_available,
+    run_as,
+    slurm_available,
+)
 
 USER = "pwtestuser"
 UNKNOWN_ID = "999999"
@@ -42,6 +53,8 @@ TIMEOUT_BUDGET_S = 75.0
 #: slurmctld checks time limits every 30 s (PERIODIC_TIMEOUT), counted from its start: a job started
 #: just before a check is found over its 1-minute limit about 60 s later, not up to 90 s later.
 _LIMIT_CHECK_PERIOD_S = 30.0
+#: The job that goes over its 64M: 256 MiB of bytes written (so the pages are really used).
+OUT_OF_MEMORY_SCRIPT = "#!/bin/sh\nexec /usr/bin/python3 -c 'x = b\"x\" * (256 << 20)'\n"
 
 
 def log(message: str) -> None:
@@ -205,6 +218,14 @@ def record_everything(cluster: SlurmCluster, rec: Recorder, jobs: Jobs, ctld_sta
     wait_for(cluster, jobs.ids["cancelled"], state_is("RUNNING"), "RUNNING")
     rec.record("scancel", ["scancel", jobs.ids["cancelled"]], what="scancel of a running job")
     wait_for(cluster, jobs.ids["cancelled"], state_is("CANCELLED"), "CANCELLED")
+    if cluster.memory_enforcement:
+        jobs.submit("out_of_memory", OUT_OF_MEMORY_SCRIPT, "--job-name=rec-oom")
+        state, why = wait_for(cluster, jobs.ids["out_of_memory"], state_is(*FINAL), "a final state",
+                              timeout=60)
+        notes["out_of_memory"] = (f"the job that writes 256 MiB with --mem=64M (cgroup v1, "
+                                  f"ConstrainRAMSpace=yes) ended {state}, reason {why}")
+        if state != "OUT_OF_MEMORY":
+            raise RuntimeError(f"the job over its memory ended {state} ({why}), not OUT_OF_MEMORY")
 
     # Two jobs that hold both CPUs: one running on, one to be killed at its time limit.
     jobs.submit("running", "#!/bin/sh\nsleep 600\n", "--job-name=rec-sleeper", record_as="sbatch-parsable")
@@ -283,7 +304,8 @@ def record_everything(cluster: SlurmCluster, rec: Recorder, jobs: Jobs, ctld_sta
 
     # Every finished job must have left COMPLETING before the snapshot.
     for role, job_id in jobs.ids.items():
-        if role in ("completed", "failed", "cancelled", "spoofing_name", "timeout", "timeout_skipped"):
+        if role in ("completed", "failed", "cancelled", "out_of_memory", "spoofing_name", "timeout",
+                    "timeout_skipped"):
             wait_for(cluster, job_id, lambda state, _r: state in FINAL, "a final state")
 
     # The snapshot: the commands SlurmScheduler runs, with its argv.
@@ -303,6 +325,13 @@ def record_everything(cluster: SlurmCluster, rec: Recorder, jobs: Jobs, ctld_sta
                what="`scontrol -o show job ID` for the finished job that exited 3")
     rec.record("scontrol-show-job-failed", ["scontrol", "show", "job", jobs.ids["failed"]],
                what="`scontrol show job ID` (several lines) for the job that exited 3")
+    if "timeout" in jobs.ids:
+        rec.record("scontrol-o-show-job-timeout", ["scontrol", "-o", "show", "job", jobs.ids["timeout"]],
+                   what="`scontrol -o show job ID` for the job killed at its time limit")
+    if "out_of_memory" in jobs.ids:
+        rec.record("scontrol-o-show-job-out-of-memory",
+                   ["scontrol", "-o", "show", "job", jobs.ids["out_of_memory"]],
+                   what="`scontrol -o show job ID` for the job killed for going over its memory")
     rec.record("scontrol-show-job-unknown", ["scontrol", "show", "job", UNKNOWN_ID],
                what="`scontrol show job ID` for a job id Slurm does not know")
     rec.record("scontrol-show-config", ["scontrol", "show", "config"],
@@ -340,6 +369,10 @@ def write_readme(staging: Path, manifest: dict) -> None:
         f"- Cluster: `tests/support/slurm_cluster.py`, one node `{m['node']}` with {m['cpus']} CPUs on "
         "127.0.0.1, partitions `debug` (default, MaxTime=INFINITE) and `short` (MaxTime=04:00:00), "
         "MinJobAge=300, AccountingStorageType=accounting_storage/none (no slurmdbd)",
+        ("- Memory: each job confined to its `--mem` by cgroup v1 (`TaskPlugin=task/cgroup`, cgroup.conf "
+         "`ConstrainRAMSpace=yes`)" if m.get("memory_enforcement") else
+         f"- Memory: not confined ({m.get('memory_enforcement_why') or 'not asked for'}), so no job ends "
+         "OUT_OF_MEMORY"),
         f"- Jobs submitted as `{m['user']}` with `sbatch --parsable --chdir=... --mem=64M OPTIONS` "
         "(script on stdin); the commands below ran as that user unless it says root",
         "",
@@ -405,9 +438,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     staging = Path(tempfile.mkdtemp(prefix="pw-slurm-staging-"))
     workdir = Path(tempfile.mkdtemp(prefix="pw-slurm-record-", dir=user.pw_dir))
     os.chown(workdir, user.pw_uid, user.pw_gid)
+    confine, confine_why = memory_enforcement_available()
+    if not confine:
+        log(f"memory is not confined on this host, so no OUT_OF_MEMORY job: {confine_why}")
     try:
         ctld_started = time.monotonic()
-        with SlurmCluster(base) as cluster:
+        with SlurmCluster(base, memory_enforcement=confine) as cluster:
             log(f"cluster up in {cluster.startup_seconds:.1f} s: node {cluster.nodename}, "
                 f"{cluster.cpus} CPUs, slurmctld port {cluster.slurmctld_port}")
             rec = Recorder(cluster, staging)
@@ -421,6 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "recorded_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 "node": cluster.nodename, "cpus": cluster.cpus, "user": USER,
                 "unknown_id": UNKNOWN_ID, "squeue_format": SQUEUE_FORMAT,
+                "memory_enforcement": confine, "memory_enforcement_why": confine_why,
                 "jobs": jobs.ids, "sbatch_options": jobs.options, "notes": found["notes"],
                 "commands": rec.commands,
             }

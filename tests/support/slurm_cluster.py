@@ -14,6 +14,17 @@ client commands read the conf, their batch scripts are executed from the spool),
 to ``base_dir/run`` when ``base_dir`` is world-traversable, else to a fresh ``/tmp/pw-slurm-*``
 directory (mode 0755) that ``stop()`` removes.
 
+Memory: by default nothing confines a job to its ``--mem``. ``SlurmCluster(base_dir,
+memory_enforcement=True)`` makes slurmd confine each job to it with cgroups (``TaskPlugin=task/cgroup``,
+``cgroup.conf``: ``CgroupPlugin=cgroup/v1``, ``ConstrainRAMSpace=yes``), so that a job over it is
+killed by the kernel and ends ``OUT_OF_MEMORY``; :func:`memory_enforcement_available` says whether
+this host allows it (a writable cgroup v1 memory hierarchy). Tried on the recording host (Slurm
+22.05.8, cgroup v1): ``JobAcctGatherParams=OverMemoryKill`` with ``jobacct_gather/linux`` (no
+cgroups) did kill a job that went over its ``--mem``, but Slurm then reported it ``FAILED``,
+``Reason=JobLaunchFailure``, ``ExitCode=0:9``, not ``OUT_OF_MEMORY``: only the cgroup's OOM events
+give that state. Such clusters share the host's cgroup tree (``/sys/fs/cgroup/memory/slurm_<node>/
+uid_<uid>/job_<id>``), so clusters that may run at once need job ids of their own (``first_job_id``).
+
 Daemons never outlive the test session: ``stop()`` is registered with ``atexit``, and a
 small watchdog process (``support.processes.Watchdog``) holds a pipe from the test process; when
 that pipe closes without a clean ``stop()`` (the test process was killed, even by SIGKILL)
@@ -54,6 +65,7 @@ __all__ = [
     "PARTITIONS",
     "SlurmCluster",
     "ensure_user",
+    "memory_enforcement_available",
     "run_as",
     "slurm_available",
 ]
@@ -70,6 +82,8 @@ _MUNGE_KEY = Path("/etc/munge/munge.key")
 _MUNGE_RUN_DIR = Path("/run/munge")
 _MUNGE_PID_FILE = _MUNGE_RUN_DIR / "munged.pid"
 _KILL_GRACE = 5.0
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+_MEMORY_CGROUP = _CGROUP_ROOT / "memory"
 
 
 def _which(name: str) -> str | None:
@@ -89,6 +103,24 @@ def slurm_available() -> tuple[bool, str]:
         problems.append("the Slurm daemons and munged must be started as root")
     if problems:
         return False, "; ".join(problems)
+    return True, ""
+
+
+def memory_enforcement_available() -> tuple[bool, str]:
+    """Whether slurmd can confine jobs to their memory here (``memory_enforcement=True``): a cgroup
+    v1 memory hierarchy at /sys/fs/cgroup/memory in which a cgroup can be made; the reason if not."""
+    if not (_MEMORY_CGROUP / "memory.limit_in_bytes").exists():
+        if (_CGROUP_ROOT / "cgroup.controllers").exists():
+            return False, ("only cgroup v2 here: the test cluster sets up cgroup v1 only (Slurm 22.05's "
+                           "cgroup/v2 plugin goes through systemd unless IgnoreSystemd, a development "
+                           "setting)")
+        return False, f"no cgroup v1 memory hierarchy at {_MEMORY_CGROUP}"
+    probe = _MEMORY_CGROUP / f"pw-slurm-probe-{os.getpid()}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        return False, f"cannot make a memory cgroup in {_MEMORY_CGROUP}: {exc}"
     return True, ""
 
 
@@ -204,10 +236,14 @@ class SlurmCluster:
 
     ``start()`` returns once ``sinfo`` reports the node idle.  ``env`` is what client
     commands need (``SLURM_CONF``); ``run()`` runs a client command with it.
+    ``memory_enforcement``: confine jobs to their ``--mem`` with cgroups (see the module
+    docstring); ``first_job_id``: the first job's id (``FirstJobId``).
     """
 
-    def __init__(self, base_dir: Path) -> None:
+    def __init__(self, base_dir: Path, *, memory_enforcement: bool = False, first_job_id: int = 1) -> None:
         self.base_dir = Path(base_dir).resolve()
+        self.memory_enforcement = memory_enforcement
+        self.first_job_id = first_job_id
         self.nodename = _short_hostname()
         self.cpus = _cpu_count()
         self.real_memory_mib = 0
@@ -307,6 +343,8 @@ class SlurmCluster:
         if self._started:
             return self
         ok, why = slurm_available()
+        if ok and self.memory_enforcement:
+            ok, why = memory_enforcement_available()
         if not ok:
             raise RuntimeError(f"cannot start Slurm: {why}")
         t0 = time.monotonic()
@@ -399,7 +437,7 @@ class SlurmCluster:
             "SlurmctldDebug=info",
             "SlurmdDebug=info",
             "ProctrackType=proctrack/linuxproc",
-            "TaskPlugin=task/none",
+            "TaskPlugin=task/cgroup" if self.memory_enforcement else "TaskPlugin=task/none",
             "SelectType=select/cons_tres",
             "SelectTypeParameters=CR_Core_Memory",
             "MpiDefault=none",
@@ -411,6 +449,7 @@ class SlurmCluster:
             "SchedulerType=sched/backfill",
             "SchedulerParameters=batch_sched_delay=0,sched_min_interval=100000",
             "MinJobAge=300",
+            f"FirstJobId={self.first_job_id}",
             "SlurmctldTimeout=10",
             "SlurmdTimeout=10",
             "InactiveLimit=0",
@@ -425,6 +464,33 @@ class SlurmCluster:
         ]
         self.conf_path.write_text("\n".join(lines) + "\n")
         os.chmod(self.conf_path, 0o644)
+        if self.memory_enforcement:
+            self._write_cgroup_conf()
+
+    @property
+    def cgroup_conf_path(self) -> Path:
+        """cgroup.conf, beside slurm.conf (where Slurm reads it); written with memory enforcement."""
+        return self.conf_path.with_name("cgroup.conf")
+
+    def _write_cgroup_conf(self) -> None:
+        lines = [
+            "# Written by tests/support/slurm_cluster.py: confine each job to its --mem",
+            "CgroupPlugin=cgroup/v1",
+            f"CgroupMountpoint={_CGROUP_ROOT}",
+            "ConstrainRAMSpace=yes",
+        ]
+        if (_MEMORY_CGROUP / "memory.memsw.limit_in_bytes").exists():
+            # Where swap is accounted, the job may not go past its memory into swap either.
+            lines += ["ConstrainSwapSpace=yes", "AllowedSwapSpace=0"]
+        self.cgroup_conf_path.write_text("\n".join(lines) + "\n")
+        os.chmod(self.cgroup_conf_path, 0o644)
+
+    def _remove_node_cgroups(self) -> None:
+        """The node's cgroup directory that slurmd leaves behind (``slurm_<node>``, its jobs'
+        own removed by slurmstepd): removed when empty; one another cluster still uses is not."""
+        for controller in ("memory", "freezer", "cpuset", "devices"):
+            with contextlib.suppress(OSError):
+                (_CGROUP_ROOT / controller / f"slurm_{self.nodename}").rmdir()
 
     def _spawn(self, name: str, args: list[str]) -> None:
         exe = _which(name)
@@ -620,6 +686,8 @@ class SlurmCluster:
                 self._munged_pid = None
                 names.append("munged")
             wait_zombies_reaped(names)
+            if self.memory_enforcement:
+                self._remove_node_cgroups()
         finally:
             self._close_watchdog()
             if self._own_run_dir and self.run_dir is not None:
