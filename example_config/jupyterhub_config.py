@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from pw_spawner.cli import check_config
+from pw_spawner.sessions.page import configure_sessions_page
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 
@@ -70,5 +71,9 @@ c.PWSpawner.profile_list = [
         ],
     },
 ]
+# The sessions page (/hub/sessions, "Sessions" in the navbar): every session of a user, running,
+# queued or finished, kept in a small database next to the hub's; named servers on, so that a user
+# runs a notebook and a desktop at once ("New session").
+configure_sessions_page(c, store_url=f"sqlite:///{STATE / 'pw_sessions.sqlite'}")
 # Stop the hub at start-up, with the file and key, if a profile is wrong.
 check_config(c)

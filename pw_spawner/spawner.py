@@ -16,6 +16,7 @@ import os
 import pwd
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -66,6 +67,7 @@ from .schedulers import (
 from .schedulers.cache import StatusCache
 from .schedulers.visibility import query_scope
 from .scripts import DEFAULT_JOB_NAME_TEMPLATE, ScriptRequest, job_name_for, render_script
+from .sessions.journal import SessionJournal, ended_in_words
 from .status import (
     MAX_SERVICE_BYTES,
     JobState,
@@ -355,6 +357,19 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
         config=True,
         help="A directory of YAML files of app definitions (one, or a list, per file; the same keys as "
         "`app_definitions`), read at each spawn like `profiles_dir`.",
+    )
+
+    sessions_db_url = Unicode(
+        "",
+        config=True,
+        help="""Where the sessions page's history goes (a SQLAlchemy URL: sqlite:///pw_sessions.sqlite
+        next to the hub's database, or a PostgreSQL URL). Empty: no history is written. Set by
+        pw_spawner.sessions.configure_sessions_page, which also turns the page on.""",
+    )
+    sessions_keep_days = Float(
+        7.0,
+        config=True,
+        help="How many days the sessions page keeps finished sessions.",
     )
 
     @validate("app_definitions")
@@ -763,6 +778,8 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
             script = self.render(selection, job_dir, await self.job_env())
             job = await self._submit(executor, scheduler, script, job_dir, selection.job.summary)
             self._emit(20, f"Submitted job {job.job_id}")
+            self._journal_submitted(job, scheduler, selection)
+            await self._journal("queued")
             url = await self._follow_until_ready(job)
             # What was typed is kept only to correct a refused start; from now on the form
             # starts from these (saved) user_options.
@@ -777,6 +794,7 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
             await self._cancel_job_quietly()
             raise spawn_error(f"This server cannot be started: {exc}.", reason="bad-name") from None
         except Exception as exc:
+            await self._journal("finished", "failed: " + str(getattr(exc, "jupyterhub_message", exc)))
             await self._cancel_job_quietly()
             if not hasattr(exc, "jupyterhub_message"):
                 self.log.exception("%s: start failed", self._log_name)
@@ -920,6 +938,7 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
             if info.state is JobState.PENDING:
                 why = f" ({info.reason})" if info.reason else ""
                 self._emit(30, f"Job {job.job_id} is queued{why}")
+                await self._journal("queued", info.reason)
             elif info.state is JobState.UNKNOWN:
                 self._emit(30, f"Waiting for the scheduler to answer about job {job.job_id}")
             elif info.state.finished:
@@ -936,6 +955,7 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
                 if info.node:
                     self.job_node = info.node
                 self._emit(50, f"Job {job.job_id} is running on {info.node or 'its node'}")
+                await self._journal("starting", info.node)
                 service = await self._read_service_or_fail(executor)
                 self._still_wanted()
                 if service is not None:
@@ -1017,6 +1037,7 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
             # JupyterHub formats default_url with the user's names: braces cannot come from the job.
             self.default_url: str = "/" + service.slug.lstrip("/").replace("{", "").replace("}", "")
         self._emit(90, f"The app is listening on {host}:{service.port}")
+        await self._journal("running", self.job_node or host)
         if self.resource is None:
             return f"{service.scheme}://{host}:{service.port}"
         await self._open_tunnel(host, port)
@@ -1074,6 +1095,7 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
                     self.log.warning("%s: %s", self._log_name, getattr(exc, "jupyterhub_message", exc))
             return None
         cache.forget(self.job.job_id)
+        await self._journal("finished", ended_in_words(info))
         if info.exit_code not in (None, 0):
             return info.exit_code
         return 1 if info.state is JobState.FAILED else 0
@@ -1086,6 +1108,7 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
         await scheduler.cancel(executor, job)
         await self._wait_ended(executor, scheduler, job)
         (await self.status_cache()).forget(job.job_id)
+        await self._journal("finished", "cancelled")
         self.job = None
 
     async def _cancel_leftovers_quietly(self) -> None:
@@ -1116,6 +1139,30 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
             self.job = None
         except (SchedulerError, ExecutorError, asyncio.CancelledError) as exc:
             self.log.error("%s: could not cancel job %s: %s", self._log_name, job.job_id, exc)
+
+    # ---------------------------------------------------------------- the sessions page's history
+
+    def _journal_submitted(self, job: JobRef, scheduler: Scheduler, selection: Selection) -> None:
+        if self.sessions_db_url:
+            self.session_journal = SessionJournal.submitted(
+                self.sessions_db_url, timedelta(days=self.sessions_keep_days), user=self.user.name,
+                server_name=self.name or "", job_id=job.job_id, scheduler=scheduler.kind,
+                selection=selection, options=dict(self.user_options or {}))
+
+    async def _journal(self, event: str, *args: Any) -> None:
+        """Tell this session's journal (if the page is on) what happened: queued, starting, running
+        or finished; after a hub restart the row is read back from the store first."""
+        if not self.sessions_db_url or self.job is None:
+            return
+        journal = getattr(self, "session_journal", None)
+        if journal is None or journal.record.job_id != self.job.job_id:
+            journal = await SessionJournal.reopen(
+                self.sessions_db_url, timedelta(days=self.sessions_keep_days), user=self.user.name,
+                server_name=self.name or "", job_id=self.job.job_id)
+            if journal is None:
+                return
+            self.session_journal = journal
+        await getattr(journal, event)(*args)
 
     # ---------------------------------------------------------------- state
 

@@ -1,0 +1,198 @@
+"""The sessions page of the hub (``/hub/sessions``) and its JSON view (``/hub/sessions/api/sessions``).
+
+Both are handlers of the hub itself, so the page has the hub's navbar and Bootstrap (it extends the
+hub's ``page.html``), and both see who asks the way the hub's own pages and API do: the login cookie
+or a token, and its scopes. A user sees the rows of their own sessions; whoever holds
+``read:servers`` for other users (admins) sees theirs too, with a user filter. The rows come from
+the sessions store the spawners write (:mod:`.journal`), joined with what the hub knows right now
+(whether the server is still active, its URL). :func:`configure_sessions_page` turns it all on from
+``jupyterhub_config.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from jupyterhub.apihandlers.base import APIHandler
+from jupyterhub.handlers.base import BaseHandler
+from tornado import web
+
+from .journal import shared_store
+from .store import SessionRecord
+
+TEMPLATES = str(Path(__file__).resolve().parent.parent / "templates" / "hub")
+STATIC = str(Path(__file__).resolve().parent / "static")
+#: The database of the sessions store when the configuration names none: next to the hub's.
+DEFAULT_URL = "sqlite:///pw_sessions.sqlite"
+#: From how long before the walltime's end a running session is flagged on the page.
+ENDING_SOON = timedelta(minutes=10)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(timezone.utc).isoformat() if value is not None else None
+
+
+def time_left(ends: datetime, now: datetime) -> str:
+    """``2 h 14 min left``, ``5 min left``, ``less than a minute left``."""
+    seconds = int((ends - now).total_seconds())
+    if seconds < 60:
+        return "less than a minute left"
+    hours, minutes = divmod(seconds // 60, 60)
+    return f"{hours} h {minutes} min left" if hours else f"{minutes} min left"
+
+
+def row_json(record: SessionRecord, *, now: datetime, active: bool, base_url: str, user_prefix: str,
+             app_name: str = "") -> dict[str, Any]:
+    """One row of the JSON view (the stable interface: scripts read these keys)."""
+    detail = record.detail
+    ending_soon = False
+    if record.state == "running" and record.ends is not None:
+        detail = f"{detail}, {time_left(record.ends, now)}"
+        ending_soon = record.ends - now <= ENDING_SOON
+    spawn_path = quote(record.user) + (f"/{quote(record.server_name)}" if record.server_name else "")
+    return {
+        "user": record.user, "server_name": record.server_name, "job_id": record.job_id,
+        "app": record.app, "app_name": app_name or record.app, "profile": record.profile,
+        "resource": record.resource, "hours": record.hours, "cores": record.cores,
+        "memory_gb": record.memory_gb, "gpus": record.gpus, "state": record.state, "detail": detail,
+        "submitted": _iso(record.submitted), "started": _iso(record.started), "ends": _iso(record.ends),
+        "end_reason": record.end_reason, "node": record.node, "active": active,
+        "ending_soon": ending_soon,
+        "url": f"{user_prefix}{quote(record.server_name)}/" if record.server_name else user_prefix,
+        "spawn_url": f"{base_url}spawn/{spawn_path}",
+    }
+
+
+class _SessionsMixin:
+    """What the page and its JSON view share: the store, who may see what, the rows."""
+
+    store_url: str = DEFAULT_URL
+    keep_finished: timedelta = timedelta(days=7)
+
+    def initialize(self, store_url: str = DEFAULT_URL, keep_days: float = 7) -> None:
+        self.store_url, self.keep_finished = store_url, timedelta(days=keep_days)
+
+    def sees_everyone(self) -> bool:
+        return bool(self.has_scope("read:servers"))  # type: ignore[attr-defined]
+
+    def may_see(self, user: str) -> bool:
+        return bool(self.has_scope(f"read:servers!user={user}"))  # type: ignore[attr-defined]
+
+    async def rows(self, *, user: str | None, limit: int, offset: int) -> dict[str, Any]:
+        store = await shared_store(self.store_url, self.keep_finished)
+        await _purge_now_and_then(store)
+        records, total = await store.list(user=user, limit=limit, offset=offset)
+        now = datetime.now(timezone.utc)
+        handler: Any = self
+        rows = []
+        for record in records:
+            if not self.may_see(record.user):
+                continue
+            owner = handler.users.get(record.user) if hasattr(handler, "users") else None
+            spawner = owner.spawners.get(record.server_name) if owner is not None else None
+            active = bool(spawner is not None and spawner.active and _same_job(spawner, record.job_id))
+            rows.append(row_json(record, now=now, active=active, base_url=handler.hub.base_url,
+                                 user_prefix=owner.prefix if owner is not None else f"/user/{record.user}/",
+                                 app_name=_app_name(spawner, record.app)))
+        return {"sessions": rows, "total": total, "offset": offset, "limit": limit}
+
+
+#: When each store was last purged of finished sessions older than it keeps (by store).
+_PURGED: dict[int, float] = {}
+PURGE_EVERY = 3600.0
+
+
+async def _purge_now_and_then(store: Any) -> None:
+    """Drop the finished sessions the store no longer keeps, at most once an hour per store."""
+    import time
+
+    now = time.monotonic()
+    if now - _PURGED.get(id(store), -PURGE_EVERY) >= PURGE_EVERY:
+        _PURGED[id(store)] = now
+        await store.purge()
+
+
+def _same_job(spawner: Any, job_id: str) -> bool:
+    job = getattr(spawner, "job", None)
+    return job is None or getattr(job, "job_id", job_id) == job_id
+
+
+def _app_name(spawner: Any, app: str) -> str:
+    try:
+        return spawner.app_registry()[app].display_name if spawner is not None else app
+    except Exception:  # a spawner of another class, or an app no longer declared
+        return app
+
+
+def _int_argument(handler: web.RequestHandler, name: str, default: int, most: int) -> int:
+    text = handler.get_argument(name, str(default))
+    if not text.isdigit():
+        raise web.HTTPError(400, f"{name} must be a whole number")
+    return min(int(text), most)
+
+
+class SessionsPageHandler(_SessionsMixin, BaseHandler):
+    """``GET /hub/sessions``: the page (rows are filled in by its script from the JSON view)."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        user = self.current_user
+        taken = set(user.spawners) if user is not None else set()
+        number = 1
+        while f"session-{number}" in taken:
+            number += 1
+        html = await self.render_template("pw_sessions.html", see_all=self.sees_everyone(),
+                                          new_server_name=f"session-{number}")
+        self.finish(html)
+
+
+class SessionsAPIHandler(_SessionsMixin, APIHandler):
+    """``GET /hub/sessions/api/sessions?user=&limit=&offset=``: ``{"sessions": [row, ...], "total": n}``."""
+
+    async def get(self) -> None:
+        if self.current_user is None:
+            raise web.HTTPError(403, "log in, or send a token")
+        wanted = self.get_argument("user", "") or None
+        limit = _int_argument(self, "limit", 20, 200)
+        offset = _int_argument(self, "offset", 0, 10**9)
+        if self.sees_everyone():
+            user = wanted
+        else:
+            name = getattr(self.current_user, "name", None)
+            if wanted not in (None, name):
+                raise web.HTTPError(403, "you may see your own sessions only")
+            user = name
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(await self.rows(user=user, limit=limit, offset=offset)))
+
+
+def sessions_handlers(store_url: str = DEFAULT_URL,
+                      keep_days: float = 7) -> list[tuple[str, Any, dict[str, Any]]]:
+    """The hub handlers of the page, its JSON view and its script, for ``c.JupyterHub.extra_handlers``."""
+    options = {"store_url": store_url, "keep_days": keep_days}
+    return [
+        (r"/sessions/?", SessionsPageHandler, options),
+        (r"/sessions/api/sessions", SessionsAPIHandler, options),
+        (r"/sessions/static/(sessions\.js)", web.StaticFileHandler, {"path": STATIC}),
+    ]
+
+
+def configure_sessions_page(c: Any, store_url: str | None = None, keep_days: float = 7) -> None:
+    """Turn the sessions page on in a ``jupyterhub_config.py``: its handlers, the navbar item, named
+    servers (so a user runs a notebook and a desktop at once), and the spawner's journal writing to
+    the same store."""
+    url = store_url or c.PWSpawner.get("sessions_db_url", DEFAULT_URL)
+    c.PWSpawner.sessions_db_url = url
+    c.PWSpawner.sessions_keep_days = keep_days
+    handlers = sessions_handlers(url, keep_days)
+    c.JupyterHub.extra_handlers = [*c.JupyterHub.get("extra_handlers", []), *handlers]
+    c.JupyterHub.template_paths = [TEMPLATES, *c.JupyterHub.get("template_paths", [])]
+    c.JupyterHub.allow_named_servers = True
+
+
+__all__ = ["DEFAULT_URL", "SessionsAPIHandler", "SessionsPageHandler", "configure_sessions_page", "row_json",
+           "sessions_handlers", "time_left"]

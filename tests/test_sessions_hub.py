@@ -1,0 +1,142 @@
+"""The sessions page and its JSON view on a real JupyterHub (the demo config, which turns them on).
+
+Sessions of the local target with JupyterLab: the JSON view lists a user's running and finished
+sessions with their job ids; another user, an anonymous client and a token of another user get none
+of them; the page, in headless Chromium, shows the rows and cancels one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from support.browser import browser_available, chromium, screenshot
+from support.hub import HubProcess, http, hub_available, running_hub
+from support.requirements import require
+
+pytestmark = pytest.mark.hub
+
+API = "/hub/sessions/api/sessions"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory):
+    ok, why = hub_available()
+    require("hub", ok, why)
+    with running_hub(tmp_path_factory.mktemp("sessions-hub")) as hub:
+        yield hub
+
+
+def create_user(hub: HubProcess, name: str) -> None:
+    resp = hub.api("POST", f"/users/{name}")
+    assert resp.status in (201, 409), resp.text
+
+
+def rows(hub: HubProcess, token: str | None, **params: Any) -> tuple[int, list[dict[str, Any]]]:
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    headers = {"Authorization": f"token {token}"} if token else {}
+    resp = http("GET", f"{hub.url}{API}?{query}", headers=headers, follow_redirects=False)
+    if resp.status != 200:
+        return resp.status, []
+    return 200, resp.json()["sessions"]
+
+
+def job_id(hub: HubProcess, user: str, server: str = "") -> str:
+    return str(json.loads((hub.job_dir(user, server) / "service.json").read_text())["JOB_ID"])
+
+
+def wait_for_row(hub: HubProcess, token: str, predicate, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    seen: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        _, seen = rows(hub, token)
+        for row in seen:
+            if predicate(row):
+                return row
+        time.sleep(0.3)
+    raise AssertionError(f"no such row among {seen}")
+
+
+def test_a_users_running_and_finished_sessions(hub: HubProcess) -> None:
+    create_user(hub, "alice")
+    token = hub.user_token("alice")
+    resp = hub.api("POST", "/users/alice/server", {"profile": "demo-small", "hours": 2})
+    assert resp.status in (201, 202), resp.text
+    hub.wait_ready("alice", timeout=90)
+    resp = hub.api("POST", "/users/alice/servers/desk", {"profile": "demo-large"})
+    assert resp.status in (201, 202), resp.text
+    hub.wait_ready("alice", "desk", timeout=90)
+    first, second = job_id(hub, "alice"), job_id(hub, "alice", "desk")
+    row = wait_for_row(hub, token, lambda r: r["job_id"] == first and r["state"] == "running")
+    assert (row["user"], row["server_name"], row["app"], row["profile"]) == \
+        ("alice", "", "jupyter", "demo-small")
+    assert (row["hours"], row["cores"], row["memory_gb"], row["gpus"]) == (2, 1, 2, 0)
+    assert row["detail"].startswith("running on ") and "left" in row["detail"]
+    assert row["submitted"] and row["started"] and row["ends"] and row["end_reason"] is None
+    assert row["active"] and row["url"] == "/user/alice/"
+    desk = wait_for_row(hub, token, lambda r: r["job_id"] == second)
+    assert (desk["server_name"], desk["cores"], desk["url"]) == ("desk", 2, "/user/alice/desk/")
+
+    resp = hub.api("DELETE", "/users/alice/servers/desk")
+    assert resp.status in (202, 204), resp.text
+    hub.wait_gone("alice", "desk", timeout=60)
+    done = wait_for_row(hub, token, lambda r: r["job_id"] == second and r["state"] == "finished")
+    assert done["end_reason"] == "cancelled" and not done["active"]
+    assert done["spawn_url"] == "/hub/spawn/alice/desk"
+    # Newest first.
+    _, listed = rows(hub, token)
+    assert [r["job_id"] for r in listed][:2] == [second, first]
+
+
+def test_nobody_else_sees_a_users_rows(hub: HubProcess) -> None:
+    create_user(hub, "alice")
+    create_user(hub, "bob")
+    bob = hub.user_token("bob")
+    status, seen = rows(hub, bob)
+    assert status == 200 and all(r["user"] == "bob" for r in seen)
+    assert rows(hub, bob, user="alice")[0] == 403
+    assert rows(hub, None)[0] == 403
+    page = http("GET", f"{hub.url}/hub/sessions", follow_redirects=False)
+    assert page.status == 302 and "/hub/login" in page.headers.get("location", "")
+    # The tests' service holds admin:servers (read:servers for everyone): it sees alice's rows.
+    status, every = rows(hub, hub.api_token, user="alice")
+    assert status == 200 and every and all(r["user"] == "alice" for r in every)
+    assert rows(hub, bob, limit="x")[0] == 400
+
+
+def test_the_page_in_chromium_shows_the_rows_and_cancels(hub: HubProcess, tmp_path) -> None:
+    ok, why = browser_available()
+    require("browser", ok, why)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    user = "page-user"
+    create_user(hub, user)
+    resp = hub.api("POST", f"/users/{user}/server", {"profile": "demo-small"})
+    assert resp.status in (201, 202), resp.text
+    hub.wait_ready(user, timeout=90)
+    wanted = job_id(hub, user)
+    driver = chromium(tmp_path / "profile", window="1400,900")
+    try:
+        driver.get(f"{hub.url}/hub/login")
+        driver.find_element(By.ID, "username_input").send_keys(user)
+        driver.find_element(By.ID, "password_input").send_keys("any password")
+        driver.find_element(By.ID, "login_submit").click()
+        WebDriverWait(driver, 30).until(lambda d: "/hub/login" not in d.current_url)
+        driver.get(f"{hub.url}/hub/sessions")
+        assert driver.find_element(By.LINK_TEXT, "Sessions")  # the navbar item
+        row = WebDriverWait(driver, 30).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, f"tr[data-job-id='{wanted}'][data-state='running']"))
+        text = row.text
+        assert "JupyterLab" in text and "demo-small" in text and "running on" in text
+        screenshot(driver, "sessions-page.png", for_docs=True)
+        row.find_element(By.XPATH, ".//button[text()='Cancel']").click()
+        driver.switch_to.alert.accept()
+        WebDriverWait(driver, 60).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, f"tr[data-job-id='{wanted}'][data-state='finished']"))
+        finished = driver.find_element(By.CSS_SELECTOR, f"tr[data-job-id='{wanted}']").text
+        assert "cancelled" in finished and "Relaunch" in finished
+    finally:
+        driver.quit()
