@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Sequence
 
 import pytest
 
 from pw_spawner.remote.executor import CommandResult, LocalExecutor
 from pw_spawner.schedulers.base import JobRef
-from pw_spawner.schedulers.pbs import PBSScheduler, TorqueScheduler, job_complaints
+from pw_spawner.schedulers.pbs import (
+    PBSScheduler,
+    TorqueScheduler,
+    job_complaints,
+    parse_qstat_json,
+    parse_qstat_text,
+)
+from pw_spawner.schedulers.reasons import job_words
 from pw_spawner.status import JobState
 
 
@@ -86,3 +95,106 @@ async def test_query_failure_is_unknown(fake_pbs, tmp_path):
     job = await _finished_job(fake_pbs, pbs, tmp_path)
     fake_pbs.set_knobs(PW_FAKE_QUERY_FAIL=1)
     assert (await pbs.query(LocalExecutor(), [job]))[job.job_id].state is JobState.UNKNOWN
+
+
+# -- how a job ended (JobInfo.end_reason) -------------------------------------------------------------
+
+def _pro_job(state: str = "F", **attrs) -> str:
+    """``qstat -f -F json -x`` of one PBS Pro job, in the layout the fake and PBS Pro 2022 print."""
+    job = {"Job_Name": "pw-alice", "job_state": state, "queue": "workq", "exec_host": "node1/0*2",
+           "Resource_List": {"ncpus": 2, "nodect": 1, "walltime": "00:02:00"},
+           "resources_used": {"walltime": "00:00:30"}, "comment": "Job run at Tue Nov 15 at 16:44 on "
+           "(node1:ncpus=2) and finished", **attrs}
+    return json.dumps({"timestamp": 1, "pbs_version": "2022.1.1", "pbs_server": "srv",
+                       "Jobs": {"7.srv": job}})
+
+
+@pytest.mark.parametrize(("attrs", "state", "end"), [
+    ({"Exit_status": 0}, JobState.COMPLETED, "COMPLETED"),
+    ({"Exit_status": 3}, JobState.FAILED, "FAILED"),
+    ({"Exit_status": 137}, JobState.FAILED, "FAILED"),  # the script's own 128 + 9
+    ({"Exit_status": -29, "resources_used": {"walltime": "00:02:01"}}, JobState.FAILED, "TIMEOUT"),
+    ({"Exit_status": -27}, JobState.FAILED, "OUT_OF_MEMORY"),  # JOB_EXEC_KILL_MEM
+    ({"Exit_status": -26}, JobState.FAILED, "OUT_OF_MEMORY"),  # JOB_EXEC_KILL_VMEM
+    ({"Exit_status": -28}, JobState.FAILED, "CPU_LIMIT"),  # JOB_EXEC_KILL_CPUT
+    ({"Exit_status": -25}, JobState.FAILED, "KILLED"),  # JOB_EXEC_KILL_NCPUS_SUM
+    ({"Exit_status": -1}, JobState.FAILED, "LAUNCH_FAILED"),  # JOB_EXEC_FAIL1
+    ({"Exit_status": -3}, JobState.CANCELLED, "LAUNCH_FAILED"),  # JOB_EXEC_RETRY; the state as before
+    ({"Exit_status": 271}, JobState.CANCELLED, "CANCELLED"),  # qdel: 256 + SIGTERM
+    ({"Exit_status": 265}, JobState.CANCELLED, "CANCELLED"),  # 256 + SIGKILL
+    ({"Exit_status": 271, "resources_used": {"walltime": "00:02:00"}}, JobState.CANCELLED, "TIMEOUT"),
+    ({"Exit_status": 262}, JobState.FAILED, "KILLED"),  # 256 + SIGABRT
+    ({}, JobState.COMPLETED, ""),  # finished without an exit status: not said how
+])
+def test_pbs_pro_end_reasons(attrs, state, end):
+    info = parse_qstat_json(_pro_job(**attrs))["7.srv"]
+    assert (info.state, info.end_reason) == (state, end)
+
+
+def test_pbs_pro_running_and_exiting_jobs():
+    running = parse_qstat_json(_pro_job("R", comment="Job run at Tue Nov 15 at 16:44 on (node1:ncpus=2)"))
+    assert running["7.srv"].end_reason == "" and job_words("pbs", running["7.srv"]) == ""
+    queued = parse_qstat_json(_pro_job("Q", comment="Not Running: Insufficient amount of resource: ncpus "
+                                                    "(R: 2 A: 0 T: 2)"))["7.srv"]
+    assert (queued.end_reason, job_words("pbs", queued)) == ("", "waiting for free resources (ncpus)")
+    exiting = parse_qstat_json(_pro_job("E", Exit_status=-29))["7.srv"]
+    assert (exiting.state, exiting.end_reason) == (JobState.COMPLETED, "TIMEOUT")
+
+
+TORQUE_JOB = """Job Id: 12.srv
+    Job_Name = pw-alice
+    resources_used.walltime = {used}
+    job_state = C
+    queue = batch
+    exec_host = node1/0-1
+    Resource_List.nodes = 1:ppn=2
+    Resource_List.walltime = 00:02:00
+    exit_status = {status}
+"""
+
+
+@pytest.mark.parametrize(("status", "used", "end"), [
+    (0, "00:00:30", "COMPLETED"), (4, "00:00:30", "FAILED"),
+    (-11, "00:02:01", "TIMEOUT"),  # JOB_EXEC_OVERLIMIT_WT (Torque 6)
+    (-10, "00:00:30", "OUT_OF_MEMORY"),  # JOB_EXEC_OVERLIMIT_MEM
+    (-12, "00:00:30", "CPU_LIMIT"),  # JOB_EXEC_OVERLIMIT_CPUT
+    (-29, "00:00:30", "LAUNCH_FAILED"),  # not one of Torque's: PBS Pro's walltime code means nothing here
+    (271, "00:02:05", "TIMEOUT"),  # "PBS: job killed: walltime 125 exceeded limit 120"
+    (271, "00:00:30", "CANCELLED"),  # qdel
+])
+def test_torque_end_reasons(status, used, end):
+    info = parse_qstat_text(TORQUE_JOB.format(status=status, used=used))["12.srv"]
+    assert info.end_reason == end
+
+
+@pytest.mark.parametrize("used", ["", "a:b", "99999999999:00", "-1", "1:2:3:4"])
+def test_an_unreadable_walltime_is_no_time_limit(used):
+    assert parse_qstat_text(TORQUE_JOB.format(status=271, used=used))["12.srv"].end_reason == "CANCELLED"
+
+
+async def _ended(sched, pbs: PBSScheduler, tmp_path, script: str, state: str, walltime: str = "") -> str:
+    executor = LocalExecutor()
+    lines = f"#PBS -l walltime={walltime}\n" if walltime else ""
+    job_dir = str(tmp_path / "job")
+    job_id = await pbs.submit(executor, f"#!/bin/sh\n{lines}{script}\n", name="t", job_dir=job_dir)
+    job = JobRef(job_id, "t", job_dir)
+    if state == "CANCELLED":
+        sched.wait_for_state(job_id, "RUNNING")
+        await pbs.cancel(executor, job)
+    sched.wait_for_state(job_id, state, timeout=10)
+    for _ in range(100):  # until qstat shows it finished (E, then F or C)
+        info = (await pbs.query(executor, [job]))[job_id]
+        if info.raw_state in ("F", "C"):
+            return info.end_reason
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"job {job_id} never finished: {info}")
+
+
+@pytest.mark.parametrize("flavor", ["pbs", "torque"])
+async def test_the_fakes_end_reasons(flavor, request, tmp_path):
+    sched = request.getfixturevalue(f"fake_{flavor}")
+    pbs = PBSScheduler() if flavor == "pbs" else TorqueScheduler()
+    assert await _ended(sched, pbs, tmp_path, "true", "COMPLETED") == "COMPLETED"
+    assert await _ended(sched, pbs, tmp_path, "exit 3", "FAILED") == "FAILED"
+    assert await _ended(sched, pbs, tmp_path, "sleep 30", "CANCELLED") == "CANCELLED"
+    assert await _ended(sched, pbs, tmp_path, "sleep 30", "TIMEOUT", walltime="00:00:01") == "TIMEOUT"

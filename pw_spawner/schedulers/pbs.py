@@ -2,6 +2,16 @@
 
 PBS Pro answers ``qstat -f -F json -x`` (finished jobs included); Torque has only the text form of
 ``qstat -f`` and keeps finished jobs as state ``C`` for a while.
+
+How a job ended (``JobInfo.end_reason``) is read from its ``Exit_status`` (``exit_status`` in
+Torque): 0 is COMPLETED, the script's own code (1 to 255) FAILED. Above 256 is 256 + the signal
+the job was killed with (qdel, or a limit: ``PBS: job killed: walltime 152 exceeded limit 120``
+comes with 271): TIMEOUT where ``resources_used.walltime`` has reached ``Resource_List.walltime``,
+else CANCELLED for SIGTERM or SIGKILL (as the job's state says) and KILLED for another signal.
+Negative codes are PBS's own (OpenPBS's job.h ``JOB_EXEC_*``; Torque's manual, "Job Exit Status"),
+and the two differ: PBS Pro -29 is the walltime, -27 and -26 memory (mem, vmem), -28 CPU time, -24
+and -25 more CPUs than asked; Torque -11 is the walltime, -10 memory, -12 CPU time; the others
+are a job that could not be started (LAUNCH_FAILED).
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ from dataclasses import replace
 from ..profiles import JobSpec, format_walltime
 from ..remote.executor import Executor, ExecutorError
 from ..status import JobState
+from . import reasons
 from .base import JobInfo, JobRef, Scheduler, SchedulerError, SubmitError
 
 _STATES = {
@@ -53,7 +64,52 @@ def job_complaints(stderr: str) -> dict[str, str]:
     return found
 
 
-def _info(job_id: str, attrs: dict) -> JobInfo:
+#: PBS's own negative exit statuses that say which limit ended a job, per flavor.
+_LIMIT_STATUSES = {
+    "pro": {-29: reasons.TIMEOUT, -27: reasons.OUT_OF_MEMORY, -26: reasons.OUT_OF_MEMORY,
+            -28: reasons.CPU_LIMIT, -25: reasons.KILLED, -24: reasons.KILLED},
+    "torque": {-11: reasons.TIMEOUT, -10: reasons.OUT_OF_MEMORY, -12: reasons.CPU_LIMIT},
+}
+_SIGTERM, _SIGKILL = 15, 9
+
+
+def _walltime_seconds(value: object) -> int | None:
+    """Seconds of a PBS walltime (``01:02:03``, ``62:03``, ``3723``), None if it is none."""
+    text = str(value or "").strip()
+    if not re.fullmatch(r"[0-9]{1,9}(?::[0-9]{1,2}){0,2}", text):
+        return None
+    seconds = 0
+    for part in text.split(":"):
+        seconds = seconds * 60 + int(part)
+    return seconds
+
+
+def _resource(lower: dict, group: str, name: str) -> object:
+    """``Resource_List.walltime`` of qstat's text form, or ``Resource_List: {walltime: ...}`` of JSON."""
+    nested = lower.get(group.lower())
+    if isinstance(nested, dict):
+        return {k.lower(): v for k, v in nested.items()}.get(name)
+    return lower.get(f"{group.lower()}.{name}")
+
+
+def _end_reason(lower: dict, raw: str, exit_code: int | None, flavor: str) -> str:
+    """How a finished job ended, from its exit status (see the module docstring)."""
+    if raw not in ("E", "X", "F", "C") or exit_code is None:
+        return ""
+    if exit_code == 0:
+        return reasons.COMPLETED
+    if exit_code < 0:
+        return _LIMIT_STATUSES.get(flavor, {}).get(exit_code, reasons.LAUNCH_FAILED)
+    if exit_code <= 256:
+        return reasons.FAILED
+    used = _walltime_seconds(_resource(lower, "resources_used", "walltime"))
+    limit = _walltime_seconds(_resource(lower, "Resource_List", "walltime"))
+    if used is not None and limit and used >= limit:
+        return reasons.TIMEOUT
+    return reasons.CANCELLED if exit_code - 256 in (_SIGTERM, _SIGKILL) else reasons.KILLED
+
+
+def _info(job_id: str, attrs: dict, flavor: str = "pro") -> JobInfo:
     """A JobInfo from one job's qstat attributes (keys as qstat spells them)."""
     lower = {k.lower(): v for k, v in attrs.items()}
     raw = str(lower.get("job_state", ""))
@@ -68,17 +124,18 @@ def _info(job_id: str, attrs: dict) -> JobInfo:
         state = JobState.CANCELLED if exit_code in (-3, 271, 265) else JobState.FAILED
     host = str(lower.get("exec_host") or "").split("+")[0].split("/")[0] or None
     return JobInfo(job_id, state, raw, reason=str(lower.get("comment") or ""), node=host,
-                   exit_code=exit_code)
+                   exit_code=exit_code, end_reason=_end_reason(lower, raw, exit_code, flavor))
 
 
 def parse_qstat_json(text: str) -> dict[str, JobInfo]:
     """PBS Pro's ``qstat -f -F json``."""
     data = json.loads(text)
-    return {job_id: _info(job_id, attrs) for job_id, attrs in (data.get("Jobs") or {}).items()}
+    return {job_id: _info(job_id, attrs, "pro") for job_id, attrs in (data.get("Jobs") or {}).items()}
 
 
-def parse_qstat_text(text: str) -> dict[str, JobInfo]:
-    """``qstat -f`` text: ``Job Id: ID`` then indented ``key = value`` lines (values may wrap)."""
+def parse_qstat_text(text: str, flavor: str = "torque") -> dict[str, JobInfo]:
+    """``qstat -f`` text: ``Job Id: ID`` then indented ``key = value`` lines (values may wrap);
+    ``flavor`` (``torque`` or ``pro``) says whose negative exit statuses these are."""
     jobs: dict[str, dict[str, str]] = {}
     current: dict[str, str] | None = None
     last_key = None
@@ -90,7 +147,7 @@ def parse_qstat_text(text: str) -> dict[str, JobInfo]:
             current[last_key] = value
         elif current is not None and last_key and line.startswith("\t"):
             current[last_key] += line.strip()
-    return {job_id: _info(job_id, attrs) for job_id, attrs in jobs.items()}
+    return {job_id: _info(job_id, attrs, flavor) for job_id, attrs in jobs.items()}
 
 
 def _mem_gb_or_mb(mb: int) -> str:
@@ -148,7 +205,7 @@ class PBSScheduler(Scheduler):
             return {i: JobInfo.unknown(i, result.message()) for i in ids}
         try:
             listed = parse_qstat_json(result.stdout) if self.flavor == "pro" and result.stdout.strip() \
-                else parse_qstat_text(result.stdout)
+                else parse_qstat_text(result.stdout, self.flavor)
         except (ValueError, AttributeError) as exc:
             return {i: JobInfo.unknown(i, f"unreadable qstat output: {exc}") for i in ids}
         by_sequence = {_sequence(job_id): info for job_id, info in listed.items()}
