@@ -4,6 +4,7 @@ confirms a job missing from qstat through qstat -j and qacct before it says the 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from hypothesis import strategies as st
 from pw_spawner.profiles import profile_from_dict
 from pw_spawner.remote.executor import CommandResult
 from pw_spawner.schedulers import JobRef, SettingsError, get_scheduler
+from pw_spawner.schedulers.cache import StatusCache
+from pw_spawner.schedulers.reasons import end_words, job_words
 from pw_spawner.schedulers.sge import (
     GridEngineScheduler,
     parse_qacct,
@@ -80,6 +83,143 @@ def test_qacct_exit_code_and_killed():
 def test_a_clean_exit_in_accounting_is_completed():
     text = recorded("qacct-j.txt").replace("exit_status  3", "exit_status  0")
     assert parse_qacct(text, "6").state is JobState.COMPLETED
+
+
+# -- how a job ended (JobInfo.end_reason) ----------------------------------------------------------------
+
+#: ``qacct -j 2`` as the test cell (tests/support/sge_cell.py, Son of Grid Engine 8.1.9) printed it on
+#: 2026-12-02 for a job submitted with ``-l h_rt=5`` that slept 60 s: not in tests/data/sge, whose
+#: recorder makes no such job.
+QACCT_H_RT = (
+    '==============================================================\n'
+    'qname        all.q               \n'
+    'hostname     vm                  \n'
+    'group        pwtestuser          \n'
+    'owner        pwtestuser          \n'
+    'project      NONE                \n'
+    'department   defaultdepartment   \n'
+    'jobname      hrt                 \n'
+    'jobnumber    2                   \n'
+    'taskid       undefined\n'
+    'account      sge                 \n'
+    'priority     0                   \n'
+    'qsub_time    Wed Dec  2 03:15:20 2026\n'
+    'start_time   Wed Dec  2 03:15:20 2026\n'
+    'end_time     Wed Dec  2 03:15:26 2026\n'
+    'granted_pe   NONE                \n'
+    'slots        1                   \n'
+    'failed       37  : qmaster enforced h_rt, h_cpu, or h_vmem limit\n'
+    'exit_status  137                  (Killed)\n'
+    'ru_wallclock 6s\n'
+    'ru_utime     0.008s\n'
+    'ru_stime     0.005s\n'
+    'ru_maxrss    4.406KB\n'
+    'ru_ixrss     0.000B\n'
+    'ru_ismrss    0.000B\n'
+    'ru_idrss     0.000B\n'
+    'ru_isrss     0.000B\n'
+    'ru_minflt    475                 \n'
+    'ru_majflt    0                   \n'
+    'ru_nswap     0                   \n'
+    'ru_inblock   0                   \n'
+    'ru_oublock   8                   \n'
+    'ru_msgsnd    0                   \n'
+    'ru_msgrcv    0                   \n'
+    'ru_nsignals  0                   \n'
+    'ru_nvcsw     10                  \n'
+    'ru_nivcsw    8                   \n'
+    'cpu          0.014s\n'
+    'mem          0.000Bs\n'
+    'io           39.846KB\n'
+    'iow          0.000s\n'
+    'maxvmem      3.332MB\n'
+    'arid         undefined\n'
+    'ar_sub_time  undefined\n'
+    'category     -l h_rt=5\n'
+)
+
+
+def test_qacct_a_job_killed_at_its_h_rt_is_timeout():
+    info = parse_qacct(QACCT_H_RT, "2")
+    assert (info.state, info.exit_code, info.end_reason) == (JobState.FAILED, 137, "TIMEOUT")
+    assert info.reason == "qmaster enforced h_rt, h_cpu, or h_vmem limit"
+    assert end_words("sge", info.end_reason, info.exit_code, info.reason) == "time limit reached"
+
+
+def test_qacct_qdel_is_a_kill_and_a_script_exit_a_failure():
+    killed = parse_qacct(recorded("qacct-j-qdel.txt"), "2")  # failed 100, exit 137, no limit asked
+    assert (killed.end_reason, killed.reason) == ("KILLED", "assumedly after job")
+    assert job_words("sge", killed) == "killed by signal 9 (SIGKILL)"
+    done = parse_qacct(recorded("qacct-j.txt"), "6")  # failed 0, exit 3
+    assert (done.end_reason, job_words("sge", done)) == ("FAILED", "failed: exit code 3")
+    clean = parse_qacct(recorded("qacct-j.txt").replace("exit_status  3", "exit_status  0"), "6")
+    assert (clean.state, clean.end_reason) == (JobState.COMPLETED, "COMPLETED")
+
+
+def _qacct(**fields: str) -> str:
+    """The recorded qacct -j 6 record with some fields changed."""
+    text = recorded("qacct-j.txt")
+    for key, value in fields.items():
+        text = re.sub(rf"^{key}\s.*$", f"{key:<12} {value}", text, flags=re.MULTILINE)
+    return text
+
+
+@pytest.mark.parametrize(("fields", "end"), [
+    # Over h_vmem (1G per slot, 2 slots) by the shepherd's count: hand-written from the recorded record.
+    ({"failed": "100 : assumedly after job", "exit_status": "137", "maxvmem": "2.100GB"}, "OUT_OF_MEMORY"),
+    ({"failed": "37  : qmaster enforced h_rt, h_cpu, or h_vmem limit", "exit_status": "137",
+      "maxvmem": "1.990GB"}, "OUT_OF_MEMORY"),
+    ({"failed": "100 : assumedly after job", "exit_status": "137", "ru_wallclock": "301s"}, "TIMEOUT"),
+    ({"failed": "0", "exit_status": "138", "ru_wallclock": "300s"}, "TIMEOUT"),  # at the limit, SIGUSR1
+    ({"failed": "37  : qmaster enforced h_rt, h_cpu, or h_vmem limit", "exit_status": "137"}, "KILLED"),
+    ({"failed": "100 : assumedly after job", "exit_status": "1", "ru_wallclock": "301s"}, "FAILED"),
+    ({"failed": "0", "exit_status": "137", "maxvmem": "100.000MB"}, "FAILED"),  # its own process killed
+    ({"failed": "26  : opening input/output file", "exit_status": "0"}, "LAUNCH_FAILED"),
+    ({"failed": "0", "exit_status": "1", "category": "-l h_vmem=100M"}, "FAILED"),
+])
+def test_qacct_end_reasons(fields, end):
+    assert parse_qacct(_qacct(**fields), "6").end_reason == end
+
+
+def test_qacct_a_launch_failure_says_what_failed():
+    info = parse_qacct(_qacct(failed="26  : opening input/output file"), "6")
+    assert job_words("sge", info) == "could not be started: opening input/output file"
+
+
+def test_qacct_a_deletion_univa_names_is_cancelled():
+    text = recorded("qacct-j-qdel.txt").replace("category", "deleted_by   pwtestuser@vm\ncategory")
+    assert parse_qacct(text, "2").end_reason == "CANCELLED"
+
+
+@pytest.mark.parametrize("category", ["-l h_rt=abc", "-l h_vmem=", "-l =,,=", "-pe smp", "-l " + "x" * 5000])
+def test_qacct_unreadable_limits_are_no_limits(category):
+    text = _qacct(failed="100 : assumedly after job", exit_status="137", category=category)
+    assert parse_qacct(text, "6").end_reason == "KILLED"
+
+
+def test_qstat_deleting_and_error_states_end_reasons():
+    deleting = parse_qstat_xml(recorded("qstat-xml-deleting.xml"))["2"]
+    assert (deleting.state, deleting.end_reason) == (JobState.CANCELLED, "CANCELLED")
+    error = recorded("qstat-xml-mixed.xml").replace("<state>hqw</state>", "<state>Eqw</state>")
+    failed = parse_qstat_xml(error)["5"]
+    assert (failed.state, failed.end_reason) == (JobState.FAILED, "LAUNCH_FAILED")
+    running = parse_qstat_xml(recorded("qstat-xml-mixed.xml"))["2"]
+    assert running.end_reason == ""
+
+
+async def test_the_cache_keeps_a_deletion_over_the_kill_qacct_records():
+    ids = [ref("2")]
+    deleting = Recorded({("qstat", "-xml"): (0, recorded("qstat-xml-deleting.xml"), "")})
+    cache = StatusCache(GridEngineScheduler(), deleting, refresh_interval=30, window=0)
+    assert (await cache.status(ids[0], max_age=0)).end_reason == "CANCELLED"
+    cache.executor = Recorded({
+        ("qstat", "-xml"): (0, recorded("qstat-xml-empty.xml"), ""),
+        ("qstat", "-j"): (1, "", recorded("qstat-j-missing.txt")),
+        ("qacct", "-j", "2"): (0, recorded("qacct-j-qdel.txt"), ""),
+    })
+    assert (await GridEngineScheduler().query(cache.executor, ids))["2"].end_reason == "KILLED"
+    kept = await cache.status(ids[0], max_age=0)
+    assert (kept.state, kept.end_reason) == (JobState.CANCELLED, "CANCELLED")  # qdel'd, not just "killed"
 
 
 @pytest.mark.parametrize(("name", "said"), [

@@ -4,6 +4,18 @@
 Everything about Grid Engine is here: its ``#$`` directives (``-pe`` for cores, ``h_vmem`` per
 slot, ``h_rt``), its job states, how its commands say that a job does not exist, and how a job
 missing from ``qstat`` is told ended (``qacct`` where accounting has it, else gone).
+
+How a job ended (``JobInfo.end_reason``) comes from its accounting record: ``failed`` 0 with exit 0
+is COMPLETED, with another exit code FAILED; a killed job (``failed`` 37, "qmaster enforced h_rt,
+h_cpu, or h_vmem limit", or an exit status above 128) is TIMEOUT, CPU_LIMIT or OUT_OF_MEMORY where
+its record shows a limit its ``category`` asked for reached (``ru_wallclock``, ``cpu``,
+``maxvmem``); else it is KILLED when Grid Engine killed it (37, or 100 "assumedly after job": a
+``qdel`` looks so, with exit 137) and FAILED when its own process was; any other ``failed`` code is
+a job that could not be started (LAUNCH_FAILED). Seen on the test cell (Son of Grid Engine 8.1.9):
+``-l h_rt=5`` gave 37 and exit 137 after 6 s; ``-l h_vmem`` is a limit on the processes' address
+space, so a job over it fails on its own (exit 1 of a Python MemoryError), not killed. While
+``qstat`` still lists it, a job being deleted (``d``) is CANCELLED and one in error (``E``)
+LAUNCH_FAILED.
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ from ..config_schema import Declared, matching
 from ..profiles import JobSpec, format_walltime
 from ..remote.executor import Executor, ExecutorError
 from ..status import JobState
+from . import reasons
 from .base import JobInfo, JobRef, Scheduler, SchedulerError, SubmitError
 
 #: ``qstat``'s state letters, one word per job: ``qw`` waiting, ``hqw`` held, ``r`` running,
@@ -35,6 +48,20 @@ _WAITING = {"h": "held", "E": "in error (see qstat -j)", "s": "suspended", "S": 
             "T": "suspended (threshold)"}
 
 _NO_SUCH_JOB = re.compile(r"do(es)? not exist|not found", re.IGNORECASE)
+
+#: qacct's ``failed`` codes for a job Grid Engine ended itself: sge_qmaster enforced a limit
+#: (SSTATE_QMASTER_ENFORCED_LIMIT), and the job ran but its shepherd wrote no usage (after a kill).
+_FAILED_LIMIT, _FAILED_AFTER_JOB = 37, 100
+#: Grid Engine's memory units (sge_types(5): k and m are 1000s, K and M 1024s) and qacct's (KB, MB...).
+_SIZE_UNITS = {"": 1, "B": 1, "k": 1000, "K": 1024, "KB": 1024, "m": 1000**2, "M": 1024**2, "MB": 1024**2,
+               "g": 1000**3, "G": 1024**3, "GB": 1024**3, "t": 1000**4, "T": 1024**4, "TB": 1024**4}
+#: How a killed job's record is read for the limit that ended it: (limit asked with -l, the
+#: record's field it is compared with, whether it is a size, the end reason).
+_LIMITS = (
+    ("h_rt", "ru_wallclock", False, reasons.TIMEOUT), ("s_rt", "ru_wallclock", False, reasons.TIMEOUT),
+    ("h_cpu", "cpu", False, reasons.CPU_LIMIT), ("s_cpu", "cpu", False, reasons.CPU_LIMIT),
+    ("h_vmem", "maxvmem", True, reasons.OUT_OF_MEMORY), ("s_vmem", "maxvmem", True, reasons.OUT_OF_MEMORY),
+)
 
 
 def sge_state(letters: str) -> JobState:
@@ -61,8 +88,74 @@ def parse_qstat_xml(text: str) -> dict[str, JobInfo]:
         queue = (job.findtext("queue_name") or "").strip()
         node = queue.split("@", 1)[1] if "@" in queue else None
         reason = next((why for letter, why in _WAITING.items() if letter in letters), "")
-        infos[job_id] = JobInfo(job_id, sge_state(letters), letters, reason=reason, node=node)
+        state = sge_state(letters)
+        end = {JobState.CANCELLED: reasons.CANCELLED, JobState.FAILED: reasons.LAUNCH_FAILED}.get(state, "")
+        infos[job_id] = JobInfo(job_id, state, letters, reason=reason, node=node, end_reason=end)
     return infos
+
+
+def _seconds(text: str) -> float | None:
+    """Seconds of a Grid Engine time (``300``, ``0:5:0``, qacct's ``6s`` or ``0.014s``)."""
+    text = text.strip().removesuffix("s")
+    if re.fullmatch(r"[0-9]{1,12}(?:\.[0-9]{1,9})?", text):
+        return float(text)
+    parts = re.fullmatch(r"([0-9]{1,9}):([0-9]{1,2}):([0-9]{1,2})", text)
+    if parts:
+        hours, minutes, seconds = (int(part) for part in parts.groups())
+        return float(hours * 3600 + minutes * 60 + seconds)
+    return None
+
+
+def _bytes(text: str) -> float | None:
+    """Bytes of a Grid Engine memory size (``1G``, ``100M``, qacct's ``3.332MB``)."""
+    size = re.fullmatch(r"([0-9]{1,15}(?:\.[0-9]{1,9})?)\s*([kKmMgGtT]?B?)", text.strip())
+    if size is None or size.group(2) not in _SIZE_UNITS:
+        return None
+    return float(size.group(1)) * _SIZE_UNITS[size.group(2)]
+
+
+def _requested(category: str) -> dict[str, str]:
+    """The ``-l`` resources of qacct's ``category`` (``-l h_rt=300,h_vmem=1G -pe smp 2``)."""
+    found: dict[str, str] = {}
+    for group in re.findall(r"(?:^|\s)-l\s+(\S+)", category):
+        for item in group.split(","):
+            key, _, value = item.partition("=")
+            found.setdefault(key.strip(), value.strip())
+    return found
+
+
+def _limit_reached(fields: dict[str, str]) -> str:
+    """The end reason of the limit a killed job's record shows reached, or empty."""
+    asked = _requested(fields.get("category", ""))
+    slots = int(fields["slots"]) if fields.get("slots", "").isdigit() else 1
+    for limit_name, used_name, is_size, reason in _LIMITS:
+        if limit_name not in asked or not fields.get(used_name):
+            continue
+        read = _bytes if is_size else _seconds
+        limit, used = read(asked[limit_name]), read(fields[used_name].split()[0])
+        if limit is None or used is None or limit <= 0:
+            continue
+        if is_size:  # h_vmem is per slot; the shepherd counts the job's processes, a little late
+            limit = limit * slots * 0.95
+        if used >= limit:
+            return reason
+    return ""
+
+
+def _qacct_end_reason(failed: int | None, code: int | None, fields: dict[str, str]) -> str:
+    if fields.get("deleted_by", "NONE").split()[:1] not in ([], ["NONE"]):  # Univa/Altair: who ran qdel
+        return reasons.CANCELLED
+    killed = failed == _FAILED_LIMIT or (code is not None and code > 128)
+    limit = _limit_reached(fields) if killed else ""
+    if limit:
+        return limit
+    if failed == _FAILED_LIMIT or (failed == _FAILED_AFTER_JOB and code is not None and code > 128):
+        return reasons.KILLED
+    if failed not in (None, 0, _FAILED_AFTER_JOB):
+        return reasons.LAUNCH_FAILED
+    if failed == 0 and code in (None, 0):
+        return reasons.COMPLETED
+    return reasons.FAILED
 
 
 def parse_qacct(text: str, job_id: str) -> JobInfo | None:
@@ -75,13 +168,17 @@ def parse_qacct(text: str, job_id: str) -> JobInfo | None:
         failed = fields.get("failed", "0").split()[0]
         code_text = fields.get("exit_status", "").split()[0] if fields.get("exit_status") else ""
         code = int(code_text) if code_text.isdigit() else None
+        # "37  : qmaster enforced h_rt, h_cpu, or h_vmem limit": what Grid Engine says of its code.
+        said = fields.get("failed", "").partition(":")[2].strip()
         if failed != "0":
             state, raw = JobState.FAILED, f"FAILED {fields.get('failed')}"
         elif code not in (None, 0):
             state, raw = JobState.FAILED, f"EXIT {code}"
         else:
             state, raw = JobState.COMPLETED, "DONE"
-        return JobInfo(job_id, state, raw, node=fields.get("hostname") or None, exit_code=code)
+        end = _qacct_end_reason(int(failed) if failed.isdigit() else None, code, fields)
+        return JobInfo(job_id, state, raw, reason=said, node=fields.get("hostname") or None, exit_code=code,
+                       end_reason=end)
     return None
 
 
