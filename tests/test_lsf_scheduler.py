@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.fake_commands import run
 
 from pw_spawner.apps import jupyter_launch
 from pw_spawner.options import Selection
 from pw_spawner.profiles import build_profiles, profile_from_dict
-from pw_spawner.remote.executor import CommandResult, ExecutorError
+from pw_spawner.remote.executor import CommandResult, ExecutorError, LocalExecutor
 from pw_spawner.schedulers import (
     JobRef,
     SchedulerError,
@@ -28,6 +29,7 @@ from pw_spawner.schedulers import (
     get_scheduler,
     scheduler_class,
 )
+from pw_spawner.schedulers.cache import StatusCache
 from pw_spawner.schedulers.lsf import (
     _STATES,
     BJOBS_FIELDS,
@@ -44,6 +46,7 @@ from pw_spawner.schedulers.lsf import (
     run_limit,
     submit_error_message,
 )
+from pw_spawner.schedulers.reasons import job_words
 from pw_spawner.scripts import ScriptRequest, render_script
 from pw_spawner.status import JobState
 
@@ -303,6 +306,77 @@ def test_bhist_with_the_year_and_unwrapped_lines():
     assert parse_bhist(text, "1206").exit_code == 2
 
 
+# ---- how a job ended (JobInfo.end_reason) ---------------------------------------------------------
+
+
+def test_bhist_end_reasons_of_the_documented_logs():
+    assert parse_bhist(recorded("bhist-l-done.txt"), "1206").end_reason == "COMPLETED"
+    failed = parse_bhist(recorded("bhist-l-exit.txt"), "1207")
+    assert (failed.end_reason, job_words("lsf", failed)) == ("FAILED", "failed: exit code 3")
+    killed = parse_bhist(recorded("bhist-l-killed.txt"), "1208")  # "Completed <exit>; TERM_OWNER: ..."
+    assert (killed.state, killed.end_reason, job_words("lsf", killed)) == (
+        JobState.CANCELLED, "CANCELLED", "cancelled")
+
+
+def _terminated(term: str, message: str, code: int) -> str:
+    """bhist-l-exit.txt with its last events as LSF logs a job it terminated (hand-written, in the
+    layout of the recorded bhist-l-killed.txt)."""
+    return recorded("bhist-l-exit.txt").replace(
+        "Mon Oct 21 10:40:09: Exited with exit code 3. The CPU time used is 0.4 seconds;\n"
+        "Mon Oct 21 10:40:09: Completed <exit>;",
+        f"Mon Oct 21 10:40:09: Exited with exit code {code}. The CPU time used is 0.4 seconds;\n"
+        f"Mon Oct 21 10:40:09: Completed <exit>; {term}: {message};")
+
+
+@pytest.mark.parametrize(("term", "message", "code", "state", "end", "words"), [
+    ("TERM_RUNLIMIT", "job killed after reaching LSF run time limit", 140, JobState.FAILED, "TIMEOUT",
+     "time limit reached"),
+    ("TERM_MEMLIMIT", "job killed after reaching LSF memory usage limit", 137, JobState.FAILED,
+     "OUT_OF_MEMORY", "out of memory"),
+    ("TERM_SWAP", "job killed after reaching LSF swap usage limit", 137, JobState.FAILED, "OUT_OF_MEMORY",
+     "out of memory"),
+    ("TERM_CPULIMIT", "job killed after reaching LSF CPU usage limit", 152, JobState.FAILED, "CPU_LIMIT",
+     "CPU time limit reached"),
+    ("TERM_ADMIN", "job killed by root or LSF administrator", 130, JobState.CANCELLED, "CANCELLED",
+     "cancelled"),
+    ("TERM_PREEMPT", "job killed after preemption", 137, JobState.FAILED, "PREEMPTED", "preempted"),
+    ("TERM_DEADLINE", "job killed after deadline expires", 137, JobState.FAILED, "DEADLINE",
+     "deadline reached"),
+    ("TERM_CWD_NOTEXIST", "current working directory not accessible or does not exist on the execution host",
+     1, JobState.FAILED, "LAUNCH_FAILED", "could not be started"),
+    ("TERM_LOAD", "job killed after load exceeds threshold", 137, JobState.FAILED, "KILLED",
+     "killed by signal 9 (SIGKILL)"),
+    ("TERM_UNKNOWN", "unknown", 3, JobState.FAILED, "FAILED", "failed: exit code 3"),
+])
+def test_bhist_termination_reasons(term, message, code, state, end, words):
+    info = parse_bhist(_terminated(term, message, code), "1207")
+    assert (info.state, info.exit_code, info.end_reason) == (state, code, end)
+    assert job_words("lsf", info) == words
+
+
+def test_a_termination_reason_wrapped_over_two_lines_is_read_whole():
+    text = _terminated("TERM_RUNLIMIT", "job killed after reaching LSF run time limit", 140).replace(
+        "Completed <exit>; TERM_RUNLIMIT:", "Completed <exit>; TERM_RUN\n                     LIMIT:")
+    assert parse_bhist(text, "1207").end_reason == "TIMEOUT"
+
+
+def test_a_requeued_job_forgets_its_termination_reason():
+    text = _terminated("TERM_RUNLIMIT", "job killed after reaching LSF run time limit", 140)
+    text = text.replace("run time limit;", "run time limit;\n"
+                        "Mon Oct 21 10:40:10: Pending: Job has been requeued;\n"
+                        "Mon Oct 21 10:40:11: Dispatched 4 Task(s) on Host(s) <node019>;\n"
+                        "Mon Oct 21 10:40:20: Done successfully. The CPU time used is 0.1 seconds;")
+    info = parse_bhist(text, "1207")
+    assert (info.state, info.end_reason) == (JobState.COMPLETED, "COMPLETED")
+
+
+def test_bjobs_end_reasons_by_stat():
+    infos, _ = parse_bjobs_json(recorded("bjobs-json-mixed.json"))
+    ends = {info.raw_state: info.end_reason for info in infos.values()}
+    assert ends["DONE"] == "COMPLETED" and ends["EXIT"] == "FAILED" and ends["ZOMBI"] == "CANCELLED"
+    assert all(ends[stat] == "" for stat in ("RUN", "PEND", "USUSP", "UNKWN", "WAIT"))
+
+
 # ---- bsub -----------------------------------------------------------------------------------------
 
 
@@ -482,6 +556,37 @@ async def test_a_job_bjobs_does_not_find_is_confirmed_by_bhist():
         "999999": (JobState.COMPLETED, None)}
     assert infos["999999"].raw_state == "GONE"
     assert executor.calls == [bjobs(*ids), *(bhist(i) for i in ids)]
+
+
+async def test_the_cache_takes_the_termination_reason_over_the_bare_exit():
+    """bjobs lists the ended job as EXIT (FAILED, exit code only); once it has forgotten the job
+    (CLEAN_PERIOD), bhist says LSF ended it at its run limit: the more telling answer wins."""
+    listed = Recorded({bjobs("1207"): (0, recorded("bjobs-json-exit.json"), "")})
+    cache = StatusCache(LSFScheduler(), listed, refresh_interval=30, window=0)
+    first = await cache.status(ref("1207"), max_age=0)
+    assert (first.state, first.exit_code, first.end_reason) == (JobState.FAILED, 3, "FAILED")
+    cache.executor = Recorded({
+        bjobs("1207"): (255, _document({"JOBID": "1207", "ERROR": "Job <1207> is not found"}), ""),
+        bhist("1207"): (0, _terminated("TERM_RUNLIMIT", "job killed after reaching LSF run time limit",
+                                       140), ""),
+    })
+    later = await cache.status(ref("1207"), max_age=0)
+    assert (later.state, later.end_reason) == (JobState.FAILED, "TIMEOUT")
+
+
+async def test_the_fake_lsf_run_limit_through_bhist(fake_lsf, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    submitted = run("bsub", "-W", "0:01", input="#!/bin/sh\ntrue\n")
+    job_id = submitted.stdout.split("<", 1)[1].split(">", 1)[0]
+    fake_lsf.wait_for_state(job_id, "COMPLETED")
+    # Past its -W (a minute at least, too long to wait for): the record the fake's supervisor leaves.
+    fake_lsf.store.update(int(job_id), lambda job: job.update(state="TIMEOUT", exit_code=-15))
+    executor = LocalExecutor()
+    listed = (await LSFScheduler().query(executor, [ref(job_id)]))[job_id]
+    assert (listed.raw_state, listed.exit_code, listed.end_reason) == ("EXIT", 140, "FAILED")
+    fake_lsf.set_knobs(PW_FAKE_CLEAN_PERIOD=0)  # bjobs forgets it: bhist tells
+    confirmed = (await LSFScheduler().query(executor, [ref(job_id)]))[job_id]
+    assert (confirmed.state, confirmed.end_reason) == (JobState.FAILED, "TIMEOUT")
 
 
 async def test_a_job_left_out_of_the_answer_is_confirmed_too():

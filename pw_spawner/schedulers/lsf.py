@@ -18,6 +18,15 @@ submitted less than ``MBD_REFRESH_TIME`` ago. So a job ``bjobs`` reports ``Job <
 is not taken as ended until ``bhist``, which reads the event log, confirms it: ended there (with
 its exit code), or not in the event log at all (then gone). A job this hub submitted moments ago
 is not even asked about: it is unknown for ``new_job_grace`` seconds (a site setting), never gone.
+
+How a job ended (``JobInfo.end_reason``): ``bjobs`` says only DONE (COMPLETED) or EXIT with an exit
+code (FAILED); ``bhist -l`` ends a terminated job's log with LSF's termination reason
+(``Completed <exit>; TERM_RUNLIMIT: job killed after reaching LSF run time limit``; IBM's
+"Termination reasons displayed by bacct, bhist, and bjobs"), read as TIMEOUT (``TERM_RUNLIMIT``),
+OUT_OF_MEMORY (``TERM_MEMLIMIT``, ``TERM_SWAP``), CPU_LIMIT, CANCELLED (``TERM_OWNER``,
+``TERM_ADMIN``...), PREEMPTED, DEADLINE, LAUNCH_FAILED (``TERM_CWD_NOTEXIST``...) or KILLED (the
+other ways LSF kills a job). ``bjobs -o exit_reason`` would say the same while bjobs still lists
+the job; it is not asked for (the fake LSF of pw_spawner.testing does not have that field).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from pydantic import Field, StrictInt
 from ..config_schema import Declared
 from ..remote.executor import CommandResult, Executor, ExecutorError
 from ..status import MAX_NESTING, JobState, _nesting, clean_message
+from . import reasons
 from .base import JobInfo, JobRef, Scheduler, SchedulerError, SubmitError
 
 if TYPE_CHECKING:
@@ -101,6 +111,29 @@ _EVENT = re.compile(r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun
 _HEADER = re.compile(r"Job <([0-9]{1,20})>")
 # Events after which the job is not (or no longer) ended: a requeued job runs again.
 _NOT_ENDED = ("Submitted", "Dispatched", "Starting", "Running", "Pending")
+#: LSF's termination reasons (bhist -l, bacct -l, bjobs -l), as end reasons; a TERM_ word not
+#: listed (TERM_UNKNOWN...) says no more than the exit code.
+_TERM_REASONS = {
+    "TERM_RUNLIMIT": reasons.TIMEOUT,
+    "TERM_MEMLIMIT": reasons.OUT_OF_MEMORY, "TERM_SWAP": reasons.OUT_OF_MEMORY,
+    "TERM_CPULIMIT": reasons.CPU_LIMIT,
+    "TERM_OWNER": reasons.CANCELLED, "TERM_ADMIN": reasons.CANCELLED, "TERM_FORCE_OWNER": reasons.CANCELLED,
+    "TERM_FORCE_ADMIN": reasons.CANCELLED, "TERM_BUCKET_KILL": reasons.CANCELLED,
+    "TERM_PREEMPT": reasons.PREEMPTED,
+    "TERM_DEADLINE": reasons.DEADLINE,
+    "TERM_CWD_NOTEXIST": reasons.LAUNCH_FAILED, "TERM_PRE_EXEC_FAIL": reasons.LAUNCH_FAILED,
+    "TERM_DATA": reasons.LAUNCH_FAILED, "TERM_CSM_ALLOC": reasons.LAUNCH_FAILED,
+    "TERM_KUBE": reasons.LAUNCH_FAILED,
+    "TERM_LOAD": reasons.KILLED, "TERM_WINDOW": reasons.KILLED, "TERM_EXTERNAL_SIGNAL": reasons.KILLED,
+    "TERM_PROCESSLIMIT": reasons.KILLED, "TERM_THREADLIMIT": reasons.KILLED, "TERM_ZOMBIE": reasons.KILLED,
+    "TERM_REMOVE_HUNG_JOB": reasons.KILLED, "TERM_ORPHAN_SYSTEM": reasons.KILLED,
+    "TERM_CHKPNT": reasons.KILLED, "TERM_CTRL_PID": reasons.KILLED, "TERM_MC_RECALL": reasons.KILLED,
+    "TERM_RC_RECLAIM": reasons.KILLED,
+}
+_TERM = re.compile(r"TERM_[A-Z_]{2,30}")
+#: How a job bjobs lists has ended, from its STAT.
+_STAT_END = {"DONE": reasons.COMPLETED, "PDONE": reasons.COMPLETED, "EXIT": reasons.FAILED,
+             "PERR": reasons.FAILED, "ZOMBI": reasons.CANCELLED}
 
 
 def lsf_state(stat: str) -> JobState:
@@ -180,7 +213,7 @@ def _info(job_id: str, record: dict[str, Any]) -> JobInfo:
         pending = clean_message(_field(record, "PEND_REASON"), 300).strip().rstrip(";").strip()
         reason = pending if pending not in ("", "-") else _STATE_REASONS.get(raw, "")
     return JobInfo(job_id, state, raw, reason=reason, node=first_host(_field(record, "EXEC_HOST")),
-                   exit_code=exit_code)
+                   exit_code=exit_code, end_reason=_STAT_END.get(raw, ""))
 
 
 def parse_bjobs_json(text: str) -> tuple[dict[str, JobInfo], dict[str, str]]:
@@ -241,23 +274,29 @@ def parse_bhist(text: str, job_id: str) -> JobInfo:
             in_event = False
     ended: JobInfo | None = None
     killed = False
+    term = ""
     for event_text in events:
         flat = "".join(event_text.split())
         if re.search(r"TERM_(OWNER|ADMIN)|requestedbyuseroradministrator", flat):
             killed = True
         code = re.search(r"Exitedwithexitcode([0-9]{1,5})", flat)
         if flat.startswith(("Donesuccessfully", "Completed<done>")):
-            ended = JobInfo(job_id, JobState.COMPLETED, "DONE", exit_code=0)
+            ended, term = JobInfo(job_id, JobState.COMPLETED, "DONE", exit_code=0), ""
         elif code or flat.startswith(("Exited", "Completed<exit>")):
             exit_code = int(code.group(1)) if code else (ended.exit_code if ended else None)
             ended = JobInfo(job_id, JobState.FAILED, "EXIT", exit_code=exit_code)
+            said = _TERM.search(flat)
+            term = said.group(0) if said and said.group(0) in _TERM_REASONS else term
         elif flat.startswith(_NOT_ENDED) or "requeued" in flat.lower():
-            ended, killed = None, False
+            ended, killed, term = None, False, ""
     if ended is None:
         return JobInfo.unknown(job_id, "bjobs does not list the job, and its event log shows it not ended")
+    end = _TERM_REASONS.get(term) or (reasons.COMPLETED if ended.state is JobState.COMPLETED
+                                      else reasons.CANCELLED if killed else reasons.FAILED)
     if killed and ended.state is JobState.FAILED:
-        return JobInfo(job_id, JobState.CANCELLED, "EXIT", "killed", exit_code=ended.exit_code)
-    return ended
+        return JobInfo(job_id, JobState.CANCELLED, "EXIT", "killed", exit_code=ended.exit_code,
+                       end_reason=end)
+    return JobInfo(ended.job_id, ended.state, ended.raw_state, exit_code=ended.exit_code, end_reason=end)
 
 
 def parse_secure_job_info_level(text: str) -> int | None:
