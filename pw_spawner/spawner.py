@@ -65,6 +65,7 @@ from .schedulers import (
     scheduler_kinds,
 )
 from .schedulers.cache import StatusCache
+from .schedulers.reasons import queue_words
 from .schedulers.visibility import query_scope
 from .scripts import DEFAULT_JOB_NAME_TEMPLATE, ScriptRequest, job_name_for, render_script
 from .sessions.journal import SessionJournal, ended_in_words
@@ -938,7 +939,7 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
             if info.state is JobState.PENDING:
                 why = f" ({info.reason})" if info.reason else ""
                 self._emit(30, f"Job {job.job_id} is queued{why}")
-                await self._journal("queued", info.reason)
+                await self._journal("queued", queue_words(self.scheduler_kind, info.reason))
             elif info.state is JobState.UNKNOWN:
                 self._emit(30, f"Waiting for the scheduler to answer about job {job.job_id}")
             elif info.state.finished:
@@ -1095,7 +1096,7 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
                     self.log.warning("%s: %s", self._log_name, getattr(exc, "jupyterhub_message", exc))
             return None
         cache.forget(self.job.job_id)
-        await self._journal("finished", ended_in_words(info))
+        await self._journal("finished", ended_in_words(self.scheduler_kind, info))
         if info.exit_code not in (None, 0):
             return info.exit_code
         return 1 if info.state is JobState.FAILED else 0

@@ -48,10 +48,14 @@ async def test_a_store_that_cannot_be_written_fails_no_spawn(tmp_path, caplog):
     assert "could not save session bob/ job 1" in caplog.text
 
 
-def test_end_words_without_a_schedulers_reason():
-    assert ended_in_words(JobInfo("1", JobState.CANCELLED)) == "cancelled"
-    assert ended_in_words(JobInfo("1", JobState.FAILED, exit_code=3)) == "failed: exit code 3"
-    assert ended_in_words(JobInfo("1", JobState.COMPLETED, exit_code=0)) == "completed"
+def test_end_words_with_and_without_a_schedulers_reason():
+    assert ended_in_words("slurm", JobInfo("1", JobState.CANCELLED)) == "cancelled"
+    assert ended_in_words("slurm", JobInfo("1", JobState.FAILED, exit_code=3)) == "failed: exit code 3"
+    assert ended_in_words("local", JobInfo("1", JobState.COMPLETED, exit_code=0)) == "completed"
+    assert ended_in_words("slurm", JobInfo("1", JobState.FAILED, "OUT_OF_MEMORY",
+                                           end_reason="OUT_OF_MEMORY")) == "out of memory"
+    assert ended_in_words("slurm", JobInfo("1", JobState.FAILED, "TIMEOUT",
+                                           end_reason="TIMEOUT")) == "time limit reached"
 
 
 def test_time_left_and_the_row_of_a_running_session(tmp_path):

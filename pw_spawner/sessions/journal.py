@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..schedulers.base import JobInfo
+from ..schedulers.reasons import job_words
 from ..status import JobState
 from .store import SessionRecord, SessionStore
 
@@ -116,8 +117,12 @@ class SessionJournal:
                            detail=f"finished: {reason}"[:500])
 
 
-def ended_in_words(info: JobInfo) -> str:
-    """Why a job ended, in words for the page."""
+def ended_in_words(kind: str, info: JobInfo) -> str:
+    """Why a job of scheduler ``kind`` ended, in words for the page: the scheduler's own reason where
+    it gave one ("out of memory", "time limit reached"), else from its state and exit code."""
+    words = job_words(kind, info) if info.end_reason else ""
+    if words:
+        return words
     if info.state is JobState.CANCELLED:
         return "cancelled"
     if info.exit_code not in (None, 0):
