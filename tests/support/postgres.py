@@ -63,6 +63,7 @@ from typing import Any
 
 from support.processes import (
     Watchdog,
+    WatchedDaemons,
     cmdline,
     pid_alive,
     read_orders,
@@ -163,7 +164,7 @@ def _stop_all_at_exit() -> None:
             server.stop()
 
 
-class PostgresServer:
+class PostgresServer(WatchedDaemons):
     """One private PostgreSQL server on 127.0.0.1 (see the module docstring)."""
 
     def __init__(self, base_dir: Path, user: str = DEFAULT_USER) -> None:
@@ -235,12 +236,6 @@ class PostgresServer:
         return f"--- {self.log_file} (last {lines} lines) ---\n{tail(self.log_file, lines)}"
 
     # -- context manager -------------------------------------------------------------------------
-    def __enter__(self) -> PostgresServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # -- start -----------------------------------------------------------------------------------
     def start(self, timeout: float = 60) -> PostgresServer:
         if self._started:
@@ -407,15 +402,6 @@ class PostgresServer:
         self._tell_watchdog(f"rmdir {self.data_dir}")
         if self._own_root:
             self._tell_watchdog(f"rmdir {self.root}")
-
-    def _tell_watchdog(self, line: str) -> None:
-        if self._watchdog is not None:
-            self._watchdog.tell(line)
-
-    def _close_watchdog(self) -> None:
-        wd, self._watchdog = self._watchdog, None
-        if wd is not None:
-            wd.close()
 
     # -- stop ------------------------------------------------------------------------------------
     def _kill_server(self) -> None:

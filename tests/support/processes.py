@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 #: The tests' directory, which holds the ``support`` package (``python -I`` leaves it off the path).
 TESTS_DIR = str(Path(__file__).resolve().parent.parent)
@@ -218,3 +219,32 @@ class Watchdog:
         except subprocess.TimeoutExpired:
             wd.kill()
             wd.wait()
+
+
+class WatchedDaemons:
+    """What a test's own daemons (a Slurm cluster, a Grid Engine cell, a PostgreSQL server) share:
+    ``with`` starts and stops them, and a :class:`Watchdog` is told what to clean up should the test
+    process die first. Subclasses define ``start()`` and ``stop()``."""
+
+    _watchdog: Watchdog | None = None
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _tell_watchdog(self, line: str) -> None:
+        if self._watchdog is not None:
+            self._watchdog.tell(line)
+
+    def _close_watchdog(self) -> None:
+        wd, self._watchdog = self._watchdog, None
+        if wd is not None:
+            wd.close()

@@ -72,6 +72,7 @@ from pathlib import Path
 
 from support.processes import (
     Watchdog,
+    WatchedDaemons,
     kill_with_sessions,
     pids_with_environment,
     read_orders,
@@ -206,7 +207,7 @@ def _stop_all_at_exit() -> None:
             cell.stop()
 
 
-class SGECell:
+class SGECell(WatchedDaemons):
     """One sge_qmaster + one sge_execd (host ``hostname -s``), cell ``pwtest``.
 
     Configured for this host: admin, submit and execution host; queue ``all.q`` with
@@ -376,12 +377,6 @@ class SGECell:
         return ids
 
     # -- context manager -----------------------------------------------------------------
-    def __enter__(self) -> SGECell:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # -- start ---------------------------------------------------------------------------
     def start(self, timeout: float = 60) -> SGECell:
         if self._started:
@@ -801,15 +796,6 @@ class SGECell:
         self._tell_watchdog(f"root {self.root}")
         if self._own_root:
             self._tell_watchdog(f"rmdir {self.root}")
-
-    def _tell_watchdog(self, line: str) -> None:
-        if self._watchdog is not None:
-            self._watchdog.tell(line)
-
-    def _close_watchdog(self) -> None:
-        wd, self._watchdog = self._watchdog, None
-        if wd is not None:
-            wd.close()
 
     # -- stop ----------------------------------------------------------------------------
     def _delete_all_jobs(self) -> None:

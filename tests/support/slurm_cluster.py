@@ -51,6 +51,7 @@ from pathlib import Path
 from support.net import free_ports
 from support.processes import (
     Watchdog,
+    WatchedDaemons,
     kill_with_sessions,
     pids_with_environment,
     read_orders,
@@ -230,7 +231,7 @@ def _stop_all_at_exit() -> None:
             cluster.stop()
 
 
-class SlurmCluster:
+class SlurmCluster(WatchedDaemons):
     """One slurmctld + one slurmd (node ``hostname -s`` at 127.0.0.1), partitions ``debug``
     (default, no time limit) and ``short`` (4 h), munge authentication.
 
@@ -332,12 +333,6 @@ class SlurmCluster:
         )
 
     # -- context manager -----------------------------------------------------------------
-    def __enter__(self) -> SlurmCluster:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # -- start ---------------------------------------------------------------------------
     def start(self, timeout: float = 60) -> SlurmCluster:
         if self._started:
@@ -613,15 +608,6 @@ class SlurmCluster:
         self._tell_watchdog(f"conf {self.conf_path}")
         if self._own_run_dir:
             self._tell_watchdog(f"rmdir {self.run_dir}")
-
-    def _tell_watchdog(self, line: str) -> None:
-        if self._watchdog is not None:
-            self._watchdog.tell(line)
-
-    def _close_watchdog(self) -> None:
-        wd, self._watchdog = self._watchdog, None
-        if wd is not None:
-            wd.close()
 
     # -- stop ----------------------------------------------------------------------------
     def _cancel_all_jobs(self) -> None:
