@@ -25,7 +25,10 @@ API = "/hub/sessions/api/sessions"
 def hub(tmp_path_factory: pytest.TempPathFactory):
     ok, why = hub_available()
     require("hub", ok, why)
-    with running_hub(tmp_path_factory.mktemp("sessions-hub")) as hub:
+    # carol may read alice's servers (a helpdesk role), nobody else's.
+    extra = ('c.JupyterHub.load_roles.append({"name": "alice-helpdesk", "users": ["carol"], '
+             '"scopes": ["self", "read:servers!user=alice"]})')
+    with running_hub(tmp_path_factory.mktemp("sessions-hub"), extra_config=extra) as hub:
         yield hub
 
 
@@ -104,6 +107,21 @@ def test_nobody_else_sees_a_users_rows(hub: HubProcess) -> None:
     status, every = rows(hub, hub.api_token, user="alice")
     assert status == 200 and every and all(r["user"] == "alice" for r in every)
     assert rows(hub, bob, limit="x")[0] == 400
+
+
+def test_a_filtered_scope_reads_that_users_rows_only(hub: HubProcess) -> None:
+    for name in ("alice", "bob", "carol"):
+        create_user(hub, name)
+    for name in ("alice", "bob"):  # (alice's may still run from an earlier test)
+        if hub.server_model(name) is None:
+            assert hub.api("POST", f"/users/{name}/server", {"profile": "demo-small"}).status in (201, 202)
+        hub.wait_ready(name, timeout=90)
+    carol = hub.user_token("carol")
+    status, seen = rows(hub, carol, user="alice")
+    assert status == 200 and seen and {r["user"] for r in seen} == {"alice"}
+    assert rows(hub, carol, user="bob")[0] == 403
+    status, own = rows(hub, carol)
+    assert status == 200 and all(r["user"] == "carol" for r in own)
 
 
 def test_the_page_in_chromium_shows_the_rows_and_cancels(hub: HubProcess, tmp_path) -> None:

@@ -161,11 +161,13 @@ class SessionsAPIHandler(_SessionsMixin, APIHandler):
         offset = _int_argument(self, "offset", 0, 10**9)
         if self.sees_everyone():
             user = wanted
+        elif wanted is not None:
+            # A filtered scope (read:servers!user=alice, a role for a helpdesk) reads that user's rows.
+            if not self.may_see(wanted):
+                raise web.HTTPError(403, "you may not see that user's sessions")
+            user = wanted
         else:
-            name = getattr(self.current_user, "name", None)
-            if wanted not in (None, name):
-                raise web.HTTPError(403, "you may see your own sessions only")
-            user = name
+            user = getattr(self.current_user, "name", None)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(await self.rows(user=user, limit=limit, offset=offset)))
 
