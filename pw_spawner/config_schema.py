@@ -141,6 +141,12 @@ Text = Annotated[str, BeforeValidator(_number_as_text)]
 OneLine = Annotated[Text, AfterValidator(_one_line)]
 #: Text that goes into a script line: no line end.
 ScriptLine = Annotated[str, AfterValidator(_non_empty), AfterValidator(_no_line_end)]
+#: Text for a shell line, possibly empty: no line end.
+ScriptText = Annotated[Text, AfterValidator(_no_line_end)]
+#: One line of text that is not blank.
+NonEmptyLine = Annotated[OneLine, AfterValidator(_non_empty)]
+#: The name of an environment module (``module load`` takes it as one word).
+ModuleName = Annotated[str, matching(r"^[A-Za-z0-9_.+/@-]+$", "{value!r} is not a module name")]
 #: A lower-case identifier, the value a form posts.
 Slug = Annotated[Text, matching(SLUG_PATTERN, "{value!r} is not a slug (lower-case letters, digits, '-', "
                                               "'_', '.')")]
@@ -149,17 +155,6 @@ SchedulerName = Annotated[Text, matching(r"^[A-Za-z0-9_.@:+-]+$",
                                          "{value!r} has characters a scheduler name cannot have")]
 #: An environment variable's name.
 EnvName = Annotated[str, matching(ENV_NAME_PATTERN, "{value!r} is not a variable name")]
-
-
-def one_of(names: Callable[[], Iterable[str]], what: str) -> AfterValidator:
-    """A check that the value is one of ``names()`` (asked at validation, so a registry can grow)."""
-    def check(value: str) -> str:
-        known = tuple(names())
-        if value not in known:
-            raise ValueError(f"unknown {what} {value!r} (known: {', '.join(known)})")
-        return value
-
-    return AfterValidator(check)
 
 
 def enum_schema(names: Callable[[], Iterable[str]]) -> Callable[[dict[str, Any]], None]:
@@ -233,6 +228,25 @@ def json_schema(model: Any, title: str, description: str) -> dict[str, Any]:
     return {"$schema": JSON_SCHEMA_DIALECT, "title": title, "description": description, **schema}
 
 
-__all__ = ["ENV_NAME_RE", "JSON_SCHEMA_DIALECT", "LINE_BREAKING_CHARS", "Declared", "EnvName", "OneLine",
-           "SchedulerName", "ScriptLine", "Slug", "Text", "describe", "enum_schema", "error_key",
-           "first_error", "json_schema", "key_error", "matching", "one_of"]
+__all__ = [
+    "ENV_NAME_RE",
+    "JSON_SCHEMA_DIALECT",
+    "LINE_BREAKING_CHARS",
+    "Declared",
+    "EnvName",
+    "ModuleName",
+    "NonEmptyLine",
+    "OneLine",
+    "SchedulerName",
+    "ScriptLine",
+    "ScriptText",
+    "Slug",
+    "Text",
+    "describe",
+    "enum_schema",
+    "error_key",
+    "first_error",
+    "json_schema",
+    "key_error",
+    "matching",
+]

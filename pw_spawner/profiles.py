@@ -19,7 +19,6 @@ from typing import Annotated, Any, ClassVar
 
 import yaml
 from pydantic import (
-    AfterValidator,
     BeforeValidator,
     Field,
     PrivateAttr,
@@ -37,15 +36,17 @@ from .config_schema import (
     LINE_BREAKING_CHARS,
     Declared,
     EnvName,
+    ModuleName,
+    NonEmptyLine,
     OneLine,
     SchedulerName,
     ScriptLine,
+    ScriptText,
     Slug,
     Text,
     first_error,
     json_schema,
     key_error,
-    matching,
 )
 from .units import (
     MEMORY_PATTERN,
@@ -84,8 +85,6 @@ Walltime = Annotated[int, BeforeValidator(parse_walltime),
 Hours = Annotated[int, BeforeValidator(hours_to_seconds),
                   WithJsonSchema({"type": "number", "exclusiveMinimum": 0})]
 Count = Annotated[StrictInt, Field(ge=1)]
-ModuleName = Annotated[str, matching(r"^[A-Za-z0-9_.+/@-]+$", "{value!r} is not a module name")]
-Group = Annotated[OneLine, AfterValidator(lambda v: v if v.strip() else _empty())]
 AppName = Annotated[Slug, Field(json_schema_extra=lambda schema: _app_examples(schema))]
 
 
@@ -94,10 +93,6 @@ def _app_examples(schema: dict[str, Any]) -> None:
     from .apps import app_names
 
     schema["examples"] = list(app_names())
-
-
-def _empty() -> str:
-    raise ValueError("expected a non-empty string")
 
 
 def _directive_kinds() -> tuple[str, ...]:
@@ -240,8 +235,7 @@ class Environment(Declared):
     """What the form shows (the slug if not given)."""
     modules: tuple[ModuleName, ...] = ()
     """Modules loaded (``module load``) before the app starts, in this order."""
-    activate: Annotated[Text, AfterValidator(lambda v: v if "\n" not in v and "\r" not in v and "\0" not in v
-                                             else _single_line())] | None = None
+    activate: ScriptText | None = None
     """A shell line run before the app starts, e.g. ``source /opt/conda/bin/activate base``."""
     default: StrictBool = False
     """Whether the form selects it first (else the first environment)."""
@@ -249,10 +243,6 @@ class Environment(Declared):
     @classmethod
     def prepare(cls, data: dict[str, Any]) -> dict[str, Any]:
         return {**data, "display_name": data.get("display_name") or data.get("slug")}
-
-
-def _single_line() -> str:
-    raise ValueError("must be a single line")
 
 
 class Override(Declared):
@@ -357,7 +347,7 @@ class Profile(Declared):
     """A paragraph under the name on the form; may span lines."""
     default: StrictBool = False
     """Whether the form selects it first; at most one profile may be the default."""
-    groups: tuple[Group, ...] = ()
+    groups: tuple[NonEmptyLine, ...] = ()
     """Only members of one of these hub groups see and may use it (everyone if empty)."""
     apps: tuple[AppName, ...] = ("jupyter",)
     """The apps it offers, the first being the default."""

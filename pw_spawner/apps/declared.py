@@ -22,7 +22,17 @@ from typing import Annotated, Any, ClassVar, Literal
 import yaml
 from pydantic import AfterValidator, Field, StrictBool, TypeAdapter, ValidationError, model_validator
 
-from ..config_schema import Declared, EnvName, OneLine, ScriptLine, Slug, first_error, json_schema, key_error
+from ..config_schema import (
+    Declared,
+    EnvName,
+    ModuleName,
+    OneLine,
+    ScriptLine,
+    Slug,
+    first_error,
+    json_schema,
+    key_error,
+)
 from .base import App, AppLaunch, LaunchContext, require
 
 #: The placeholders a command word may hold, and the shell variable the job script gives each.
@@ -89,7 +99,7 @@ class AppDefinition(Declared):
     `{prefix}`) instead of the path below the prefix (`/x`)."""
     environment: dict[EnvName, OneLine] = {}
     """Variables the app gets, on top of the profile's environment."""
-    modules: tuple[Annotated[str, AfterValidator(lambda v: _module(v))], ...] = ()
+    modules: tuple[ModuleName, ...] = ()
     """Modules loaded before the app starts (after the profile's environment)."""
 
     @classmethod
@@ -115,14 +125,6 @@ class AppDefinition(Declared):
             raise key_error("scheme", "jupyter-standaloneproxy reaches the app over plain http only: run the "
                                       "app without TLS (only the proxy can reach it)")
         return self
-
-
-def _module(value: str) -> str:
-    import re
-
-    if not re.fullmatch(r"[A-Za-z0-9_.+/@-]+", value):
-        raise ValueError(f"{value!r} is not a module name")
-    return value
 
 
 def shell_words(command: Sequence[str]) -> str:
