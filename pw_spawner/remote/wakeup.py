@@ -60,6 +60,11 @@ class Wakeup:
         """Until the job writes to the pipe, or ``timeout`` seconds pass."""
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._woken.wait(), timeout)
+        # Python 3.11's wait_for can swallow a cancellation that arrives as the pipe is written;
+        # the task still counts it (cancelling()), so it is raised here, not lost.
+        task = asyncio.current_task()
+        if task is not None and getattr(task, "cancelling", lambda: 0)():
+            raise asyncio.CancelledError()
         self._woken.clear()
         gap = self._last + MIN_GAP - time.monotonic()
         if gap > 0:
