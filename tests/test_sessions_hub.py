@@ -124,6 +124,54 @@ def test_a_filtered_scope_reads_that_users_rows_only(hub: HubProcess) -> None:
     assert status == 200 and all(r["user"] == "carol" for r in own)
 
 
+def relaunch(hub: HubProcess, token: str | None, body: Any) -> tuple[int, dict[str, Any]]:
+    headers = {"Authorization": f"token {token}"} if token else {}
+    resp = http("POST", f"{hub.url}/hub/sessions/api/relaunch", body=json.dumps(body), headers=headers,
+                follow_redirects=False)
+    return resp.status, (resp.json() if resp.status == 200 else {"error": resp.text})
+
+
+def test_relaunch_as_it_was_and_pre_filled(hub: HubProcess) -> None:
+    create_user(hub, "dora")
+    create_user(hub, "bob")
+    dora = hub.user_token("dora")
+    options = {"profile": "demo-small", "hours": 2}
+    assert hub.api("POST", "/users/dora/servers/big", options).status in (201, 202)
+    hub.wait_ready("dora", "big", timeout=90)
+    first = job_id(hub, "dora", "big")
+    key = {"user": "dora", "server_name": "big", "job_id": first}
+
+    # While it runs, a relaunch goes to a new server: a second session like this one.
+    status, answer = relaunch(hub, dora, {**key, "edit": True})
+    assert status == 200 and answer["server_name"] == "session-1", answer
+    assert answer["spawn_url"] == "/hub/spawn/dora/session-1"
+    servers = hub.api("GET", "/users/dora?include_stopped_servers=1").json()["servers"]
+    assert servers["session-1"]["user_options"] == options
+
+    assert hub.api("DELETE", "/users/dora/servers/big").status in (202, 204)
+    hub.wait_gone("dora", "big", timeout=60)
+    wait_for_row(hub, dora, lambda r: r["job_id"] == first and r["state"] == "finished")
+    # Stopped: the session's own server, and its own options (not the request's).
+    status, answer = relaunch(hub, dora, {**key, "edit": False, "options": {"profile": "x"}})
+    assert status == 200 and answer["server_name"] == "big"
+    assert answer["options"] == options and answer["server_api"] == "users/dora/servers/big"
+    started = http("POST", f"{hub.url}/hub/api/{answer['server_api']}", body=json.dumps(answer["options"]),
+                   headers={"Authorization": f"token {dora}"})
+    assert started.status in (201, 202), started.text
+    hub.wait_ready("dora", "big", timeout=90)
+    row = wait_for_row(hub, dora, lambda r: r["server_name"] == "big" and r["job_id"] != first)
+    assert (row["profile"], row["hours"], row["cores"]) == ("demo-small", 2, 1)
+
+    # Nobody else relaunches dora's sessions, or learns her options; bad bodies are refused.
+    assert relaunch(hub, hub.user_token("bob"), key)[0] == 404
+    assert relaunch(hub, None, key)[0] == 403
+    assert relaunch(hub, dora, {**key, "job_id": "999999"})[0] == 404
+    assert relaunch(hub, dora, {**key, "edit": "yes"})[0] == 400
+    assert relaunch(hub, dora, ["dora"])[0] == 400
+    assert hub.api("DELETE", "/users/dora/servers/big").status in (202, 204)
+    hub.wait_gone("dora", "big", timeout=60)
+
+
 def test_the_page_in_chromium_shows_the_rows_and_cancels(hub: HubProcess, tmp_path) -> None:
     ok, why = browser_available()
     require("browser", ok, why)
@@ -132,7 +180,7 @@ def test_the_page_in_chromium_shows_the_rows_and_cancels(hub: HubProcess, tmp_pa
 
     user = "page-user"
     create_user(hub, user)
-    resp = hub.api("POST", f"/users/{user}/server", {"profile": "demo-small"})
+    resp = hub.api("POST", f"/users/{user}/server", {"profile": "demo-small", "hours": 3})
     assert resp.status in (201, 202), resp.text
     hub.wait_ready(user, timeout=90)
     wanted = job_id(hub, user)
@@ -156,5 +204,23 @@ def test_the_page_in_chromium_shows_the_rows_and_cancels(hub: HubProcess, tmp_pa
             lambda d: d.find_element(By.CSS_SELECTOR, f"tr[data-job-id='{wanted}'][data-state='finished']"))
         finished = driver.find_element(By.CSS_SELECTOR, f"tr[data-job-id='{wanted}']").text
         assert "cancelled" in finished and "Relaunch" in finished
+
+        # Settings: the spawn form, pre-filled with this session's options; one edit, then start.
+        row = driver.find_element(By.CSS_SELECTOR, f"tr[data-job-id='{wanted}']")
+        row.find_element(By.XPATH, ".//button[text()='Settings']").click()
+        hours = WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "pw-hours--demo-small"))
+        assert f"/hub/spawn/{user}" in driver.current_url
+        assert driver.find_element(By.ID, "pw-profile").get_attribute("value") == "demo-small"
+        assert hours.get_attribute("value") == "3"
+        hours.clear()
+        hours.send_keys("2")
+        start = driver.find_element(By.CSS_SELECTOR, "#spawn_form button[type=submit]")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", start)
+        start.click()
+        hub.wait_ready(user, timeout=90)
+        again = job_id(hub, user)
+        assert again != wanted
+        row = wait_for_row(hub, hub.user_token(user), lambda r: r["job_id"] == again)
+        assert (row["hours"], row["profile"]) == (2, "demo-small")
     finally:
         driver.quit()

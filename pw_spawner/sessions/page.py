@@ -135,18 +135,22 @@ def _int_argument(handler: web.RequestHandler, name: str, default: int, most: in
     return min(int(text), most)
 
 
+def next_session_name(user: Any) -> str:
+    """The first free ``session-N`` among ``user``'s servers (the name "New session" starts)."""
+    taken = set(user.orm_spawners) if user is not None else set()
+    number = 1
+    while f"session-{number}" in taken:
+        number += 1
+    return f"session-{number}"
+
+
 class SessionsPageHandler(_SessionsMixin, BaseHandler):
     """``GET /hub/sessions``: the page (rows are filled in by its script from the JSON view)."""
 
     @web.authenticated
     async def get(self) -> None:
-        user = self.current_user
-        taken = set(user.spawners) if user is not None else set()
-        number = 1
-        while f"session-{number}" in taken:
-            number += 1
         html = await self.render_template("pw_sessions.html", see_all=self.sees_everyone(),
-                                          new_server_name=f"session-{number}")
+                                          new_server_name=next_session_name(self.current_user))
         self.finish(html)
 
 
@@ -172,6 +176,63 @@ class SessionsAPIHandler(_SessionsMixin, APIHandler):
         self.finish(json.dumps(await self.rows(user=user, limit=limit, offset=offset)))
 
 
+class RelaunchAPIHandler(_SessionsMixin, APIHandler):
+    """``POST /hub/sessions/api/relaunch`` with ``{"user", "server_name", "job_id", "edit"}``: get a
+    server ready to start again with a session's options.
+
+    The options are the session's own (from the store, not from the request), so a relaunch asks for
+    nothing the user could not choose on the spawn form, and they are checked again when the server
+    starts. The server is the session's own when it is stopped, else a new ``session-N`` (a second
+    session like a running one). With ``edit`` the options become that server's saved options, which
+    the spawn form shows pre-filled, and the answer's ``spawn_url`` is the form; without, the answer
+    carries the ``options`` and the hub API path (``server_api``) that starts the server with them
+    as they are, through the hub's own API and its checks, and then ``pending_url``.
+    """
+
+    async def post(self) -> None:
+        if self.current_user is None:
+            raise web.HTTPError(403, "log in, or send a token")
+        body = self.get_json_body()
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "send a JSON object with user, server_name and job_id")
+        user, server_name, job_id = (body.get(key) for key in ("user", "server_name", "job_id"))
+        if not (isinstance(user, str) and isinstance(server_name, str) and isinstance(job_id, str)):
+            raise web.HTTPError(400, "user, server_name and job_id must be strings")
+        edit = body.get("edit", False)
+        if not isinstance(edit, bool):
+            raise web.HTTPError(400, "edit must be true or false")
+        # Starting someone's server needs the scope the hub's own API asks for.
+        if not self.has_scope(f"servers!user={user}"):
+            raise web.HTTPError(404, "no such session")
+        store = await shared_store(self.store_url, self.keep_finished)
+        record = await store.get(user, server_name, job_id)
+        owner = self.find_user(user)
+        if record is None or owner is None:
+            raise web.HTTPError(404, "no such session")
+        target = record.server_name
+        current = owner.spawners[target] if target in owner.orm_spawners else None
+        if current is not None and (current.active or current.pending):
+            target = next_session_name(owner)
+        if target not in owner.orm_spawners:
+            await self._check_named_server_request(owner, target, target)
+            spawner = owner.get_or_create_spawner(target, target, replace_failed=True)
+        else:
+            spawner = owner.get_spawner(target, replace_failed=True)
+        spawn_path = quote(owner.name) + (f"/{quote(target)}" if target else "")
+        base = self.hub.base_url
+        answer: dict[str, Any] = {"server_name": target, "spawn_url": f"{base}spawn/{spawn_path}",
+                                  "pending_url": f"{base}spawn-pending/{spawn_path}"}
+        if edit:
+            spawner.orm_spawner.user_options = spawner.user_options = dict(record.options)
+            self.db.commit()
+        else:
+            answer["options"] = record.options
+            answer["server_api"] = (f"users/{quote(owner.name)}/servers/{quote(target)}" if target
+                                    else f"users/{quote(owner.name)}/server")
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(answer))
+
+
 def sessions_handlers(store_url: str = DEFAULT_URL,
                       keep_days: float = 7) -> list[tuple[str, Any, dict[str, Any]]]:
     """The hub handlers of the page, its JSON view and its script, for ``c.JupyterHub.extra_handlers``."""
@@ -179,6 +240,7 @@ def sessions_handlers(store_url: str = DEFAULT_URL,
     return [
         (r"/sessions/?", SessionsPageHandler, options),
         (r"/sessions/api/sessions", SessionsAPIHandler, options),
+        (r"/sessions/api/relaunch", RelaunchAPIHandler, options),
         (r"/sessions/static/(sessions\.js)", web.StaticFileHandler, {"path": STATIC}),
     ]
 
@@ -196,5 +258,5 @@ def configure_sessions_page(c: Any, store_url: str | None = None, keep_days: flo
     c.JupyterHub.allow_named_servers = True
 
 
-__all__ = ["DEFAULT_URL", "SessionsAPIHandler", "SessionsPageHandler", "configure_sessions_page", "row_json",
-           "sessions_handlers", "time_left"]
+__all__ = ["DEFAULT_URL", "RelaunchAPIHandler", "SessionsAPIHandler", "SessionsPageHandler",
+           "configure_sessions_page", "next_session_name", "row_json", "sessions_handlers", "time_left"]

@@ -48,6 +48,35 @@
     refresh();
   }
 
+  // Relaunch a session with its own options: as they are (through the hub's API), or on the spawn
+  // form pre-filled with them (edit). The server is the session's, or a new one while it runs.
+  async function relaunch(s, edit) {
+    const resp = await fetch(base + "sessions/api/relaunch", {
+      method: "POST", headers: {"X-XSRFToken": xsrf, "Content-Type": "application/json"},
+      body: JSON.stringify({user: s.user, server_name: s.server_name, job_id: s.job_id, edit: edit}),
+    });
+    const answer = await resp.json().catch(() => ({}));
+    if (!resp.ok) {
+      window.alert(`The session could not be relaunched: ${answer.message || resp.status}`);
+      return;
+    }
+    if (edit) {
+      window.location.href = answer.spawn_url;
+      return;
+    }
+    const start = await fetch(hubApi + answer.server_api, {
+      method: "POST", headers: {"X-XSRFToken": xsrf, "Content-Type": "application/json"},
+      body: JSON.stringify(answer.options),
+    });
+    if (start.ok || start.status === 202) {
+      window.location.href = answer.pending_url;
+    } else {
+      const why = await start.json().catch(() => ({}));
+      window.alert(`The session could not be started: ${why.message || start.status}`);
+      refresh();
+    }
+  }
+
   function render(data) {
     body.replaceChildren();
     for (const s of data.sessions) {
@@ -68,10 +97,13 @@
       const actions = cell(tr, "");
       if (s.state === "running" && s.url) link(actions, "Join", s.url, "btn-primary");
       if (s.state !== "finished" && s.active) button(actions, "Cancel", "btn-outline-danger", () => cancel(s));
-      if (s.state === "finished") {
-        if (!s.active) link(actions, "Relaunch", s.spawn_url, "btn-outline-primary");
-      } else {
-        link(actions, "Settings", s.spawn_url, "btn-outline-secondary");
+      if (s.state === "finished" && !s.active) {
+        button(actions, "Relaunch", "btn-outline-primary", () => relaunch(s, false));
+      }
+      if (!s.active || s.state !== "finished") {
+        const settings = button(actions, "Settings", "btn-outline-secondary", () => relaunch(s, true));
+        settings.title = s.state === "finished" ? "Edit this session's settings and start it again"
+          : "Start another session with these settings";
       }
       body.appendChild(tr);
     }
