@@ -68,7 +68,7 @@ from .schedulers.cache import StatusCache
 from .schedulers.reasons import queue_words
 from .schedulers.visibility import query_scope
 from .scripts import DEFAULT_JOB_NAME_TEMPLATE, ScriptRequest, job_name_for, render_script
-from .sessions.journal import SessionJournal, ended_in_words
+from .sessions.journal import SessionJournal, clock_words, ended_in_words
 from .status import (
     MAX_SERVICE_BYTES,
     JobState,
@@ -788,6 +788,13 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
             return url
         except asyncio.CancelledError:
             self.log.info("%s: start cancelled", self._log_name)
+            # Cancel on the sessions page (or Stop on the spawn-pending page) while the job queues:
+            # stop() finds no job after this, so the session's row is finished here. Shielded: a
+            # second cancellation must not keep the job below from being cancelled.
+            try:
+                await asyncio.shield(self._journal("finished", "cancelled"))
+            except asyncio.CancelledError:
+                pass
             await self._cancel_job_quietly()
             raise
         except UnsafeNameError as exc:
@@ -937,9 +944,15 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
             info = await cache.status(job, max_age=self.status_interval if seen_running else delay)
             self._still_wanted()
             if info.state is JobState.PENDING:
-                why = f" ({info.reason})" if info.reason else ""
-                self._emit(30, f"Job {job.job_id} is queued{why}")
-                await self._journal("queued", queue_words(self.scheduler_kind, info.reason))
+                # The scheduler's own code for admins, the words for users, and when it may start.
+                words = queue_words(self.scheduler_kind, info.reason)
+                message = f"Job {job.job_id} is queued" + (f" ({info.reason})" if info.reason else "")
+                if words and words != info.reason:
+                    message += f": {words}"
+                if info.estimated_start is not None:
+                    message += f", estimated start {clock_words(info.estimated_start)}"
+                self._emit(30, message)
+                await self._journal("queued", words, info.estimated_start)
             elif info.state is JobState.UNKNOWN:
                 self._emit(30, f"Waiting for the scheduler to answer about job {job.job_id}")
             elif info.state.finished:

@@ -207,3 +207,18 @@ def test_finished_jobs_are_forgotten_after_min_job_age(fake_slurm: FakeScheduler
     assert run("squeue", "-h", "-t", "all", "-j", job_id, "-o", "%i").returncode == 1
     assert run("scontrol", "-o", "show", "job").stdout == "No jobs in the system\n"
     assert run("scancel", job_id).returncode == 1
+
+
+def test_squeue_start_is_the_end_of_the_pending_wait(fake_slurm: FakeScheduler):
+    fake_slurm.set_knobs(PW_FAKE_PENDING_SECONDS=600)
+    job_id = sbatch("#!/bin/sh\ntrue\n", "-J", "later")
+    job = fake_slurm.job(job_id)
+    start = run("squeue", "-h", "-j", job_id, "-o", "%S").stdout.strip()
+    assert start == time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(job["submit_time"] + 600))
+    fake_slurm.set_knobs(PW_FAKE_PENDING_SECONDS=0)
+    now = sbatch("#!/bin/sh\nsleep 30\n", "-J", "now")
+    fake_slurm.wait_for_state(now, "RUNNING")
+    started = fake_slurm.job(now)["start_time"]
+    assert run("squeue", "-h", "-j", now, "-o", "%S").stdout.strip() == \
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started))
+    run("scancel", now)

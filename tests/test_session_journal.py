@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pw_spawner.options import validate_options
 from pw_spawner.profiles import build_profiles
 from pw_spawner.schedulers.base import JobInfo
-from pw_spawner.sessions.journal import SessionJournal, ended_in_words, shared_store
+from pw_spawner.sessions.journal import SessionJournal, clock_words, ended_in_words, shared_store
 from pw_spawner.sessions.page import row_json, time_left
 from pw_spawner.status import JobState
 
@@ -74,3 +74,20 @@ def test_time_left_and_the_row_of_a_running_session(tmp_path):
     assert row["detail"] == "running on n1, 8 min left" and row["ending_soon"]
     assert row["url"] == "/user/a%20b/x/y/" and row["spawn_url"] == "/hub/spawn/a%20b/x/y"
     assert row["ends"] == "2026-12-02T12:08:00+00:00" and row["end_reason"] is None
+
+
+async def test_a_queued_session_says_when_it_may_start(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.sqlite'}"
+    journal = SessionJournal.submitted(url, WEEK, user="erin", server_name="", job_id="5", scheduler="slurm",
+                                       selection=validate_options(PROFILES, {}), options={})
+    soon = datetime.now(timezone.utc) + timedelta(minutes=30)
+    await journal.queued("waiting for free resources", soon)
+    row = await (await shared_store(url, WEEK)).get("erin", "", "5")
+    assert row is not None and row.detail == (
+        f"queued: waiting for free resources (estimated start {clock_words(soon)})")
+
+
+def test_clock_words_today_and_another_day():
+    now = datetime(2026, 12, 2, 9, 0).astimezone()
+    assert clock_words(now.replace(hour=14, minute=5), now) == "14:05"
+    assert clock_words(now.replace(day=3, hour=8, minute=30), now) == "Thu 3 Dec 08:30"

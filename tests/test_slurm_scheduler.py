@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from pw_spawner.schedulers.slurm import (
     parse_private_data,
     parse_sacct,
     parse_scontrol,
+    parse_slurm_time,
     parse_squeue,
     slurm_end_reason,
     slurm_state,
@@ -856,3 +858,24 @@ async def test_cancel_errors():
     down = CommandResult(argv, 1, "", recorded("squeue-controller-down").stderr)
     with pytest.raises(SchedulerError, match="could not cancel job"):
         await SlurmScheduler().cancel(RecordedExecutor({argv: down}), job)
+
+
+# -- the estimated start of a queued job (squeue's %S) -------------------------------------------------
+
+
+def test_a_pending_jobs_estimated_start_is_read_in_local_time():
+    infos = parse_squeue("41|PENDING|Resources|(null)|2026-12-02T14:05:00|pw-alice\n"
+                         "42|PENDING|Priority|(null)|N/A|pw-bob\n"
+                         "43|RUNNING|None|node1|2026-12-02T09:00:00|pw-carol\n")
+    start = infos["41"].estimated_start
+    assert start is not None and start.tzinfo is not None
+    assert start.astimezone().replace(tzinfo=None) == datetime(2026, 12, 2, 14, 5)
+    # No estimate yet, and a running job's start is not an estimate.
+    assert infos["42"].estimated_start is None and infos["43"].estimated_start is None
+
+
+@pytest.mark.parametrize("text", ["N/A", "Unknown", "None", "", "14:05", "2026-13-40T99:00:00",
+                                  "Tomorr 14:05", "\x00" * 50, "9" * 400])
+def test_a_start_that_is_no_time_is_no_estimate(text: str):
+    assert parse_slurm_time(text) is None
+    assert parse_squeue(f"7|PENDING|Priority|(null)|{text}|pw-x")["7"].estimated_start is None

@@ -6,6 +6,7 @@ import abc
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
@@ -52,6 +53,9 @@ class JobInfo:
     #: How a finished job ended, as a machine code of :data:`.reasons.END_REASONS` (``TIMEOUT``,
     #: ``OUT_OF_MEMORY``, ``CANCELLED``...), where the scheduler's answer says it; empty otherwise.
     end_reason: str = ""
+    #: When the scheduler expects a queued job to start (timezone-aware), where it says: Slurm's
+    #: backfill estimate; None for a job that is not queued or when the scheduler has no estimate.
+    estimated_start: datetime | None = None
 
     @classmethod
     def unknown(cls, job_id: str, why: str) -> JobInfo:

@@ -7,12 +7,18 @@ How a job ended (``JobInfo.end_reason``) is read from the same answers: Slurm's 
 (``TIMEOUT``, ``OUT_OF_MEMORY``, ``NODE_FAIL``, ``CANCELLED``... in squeue's ``%T``, scontrol's
 ``JobState=`` and sacct's ``State``), and while a job is ``COMPLETING`` its reason does
 (``TimeLimit``, ``OutOfMemory``...).
+
+When a queued job is expected to start comes from the same squeue call too (``%S``: the backfill
+scheduler's estimate for a pending job, ``N/A`` while it has none). squeue prints it in the local
+time of the host it runs on, which is taken to be the hub's time zone (a login node reached over
+SSH is normally in the same one).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 
 from ..profiles import JobSpec, format_walltime
 from ..remote.executor import Executor, ExecutorError
@@ -20,7 +26,9 @@ from ..status import JobState
 from . import reasons
 from .base import JobInfo, JobRef, Scheduler, SchedulerError, SubmitError
 
-SQUEUE_FORMAT = "%i|%T|%r|%N|%j"
+#: Job id, state, reason, nodes, start time (expected, for a pending job), and the name last: a
+#: name may hold the separator.
+SQUEUE_FORMAT = "%i|%T|%r|%N|%S|%j"
 
 _STATES = {
     "PENDING": JobState.PENDING,
@@ -82,8 +90,17 @@ def slurm_end_reason(raw: str, reason: str = "") -> str:
     return _END_STATES.get(word, "")
 
 
+def parse_slurm_time(text: str) -> datetime | None:
+    """A time as Slurm prints it (``2026-12-02T14:05:00``, the local time of the host that printed
+    it), timezone-aware; None for ``N/A``, ``Unknown``, ``None`` or anything else."""
+    try:
+        return datetime.strptime(text.strip(), "%Y-%m-%dT%H:%M:%S").astimezone()
+    except ValueError:
+        return None
+
+
 def parse_squeue(text: str) -> dict[str, JobInfo]:
-    """Lines of ``squeue -h -o '%i|%T|%r|%N|%j'``."""
+    """Lines of ``squeue -h -o '%i|%T|%r|%N|%S|%j'`` (:data:`SQUEUE_FORMAT`)."""
     infos = {}
     for line in text.splitlines():
         parts = line.strip().split("|")
@@ -91,9 +108,11 @@ def parse_squeue(text: str) -> dict[str, JobInfo]:
             continue
         job_id, raw, reason, node = parts[0], parts[1], parts[2], parts[3]
         reason = "" if reason in ("None", "(null)") else reason
-        infos[job_id] = JobInfo(job_id, slurm_state(raw), raw, reason=reason,
+        state = slurm_state(raw)
+        start = parse_slurm_time(parts[4]) if len(parts) > 5 and state is JobState.PENDING else None
+        infos[job_id] = JobInfo(job_id, state, raw, reason=reason,
                                 node=None if node in ("", "(null)") else node,
-                                end_reason=slurm_end_reason(raw, reason))
+                                end_reason=slurm_end_reason(raw, reason), estimated_start=start)
     return infos
 
 

@@ -96,8 +96,11 @@ class SessionJournal:
             log.warning("pw_spawner: could not save session %s/%s job %s: %s", new.user,
                         new.server_name, new.job_id, exc)
 
-    async def queued(self, words: str = "") -> None:
-        await self._update(state="queued", detail=f"queued: {words}" if words else "queued")
+    async def queued(self, words: str = "", estimated_start: datetime | None = None) -> None:
+        detail = f"queued: {words}" if words else "queued"
+        if estimated_start is not None:
+            detail += f" (estimated start {clock_words(estimated_start)})"
+        await self._update(state="queued", detail=detail)
 
     async def starting(self, node: str | None) -> None:
         await self._update(state="starting", node=node,
@@ -117,6 +120,16 @@ class SessionJournal:
                            detail=f"finished: {reason}"[:500])
 
 
+def clock_words(when: datetime, now: datetime | None = None) -> str:
+    """``14:05`` today, ``Thu 3 Dec 14:05`` another day: the hub's local time, as a user near the
+    cluster reads it."""
+    local = when.astimezone()
+    today = (now or _now()).astimezone().date()
+    if local.date() == today:
+        return local.strftime("%H:%M")
+    return f"{local.strftime('%a')} {local.day} {local.strftime('%b %H:%M')}"
+
+
 def ended_in_words(kind: str, info: JobInfo) -> str:
     """Why a job of scheduler ``kind`` ended, in words for the page: the scheduler's own reason where
     it gave one ("out of memory", "time limit reached"), else from its state and exit code."""
@@ -132,4 +145,4 @@ def ended_in_words(kind: str, info: JobInfo) -> str:
     return "completed"
 
 
-__all__ = ["SessionJournal", "ended_in_words", "shared_store"]
+__all__ = ["SessionJournal", "clock_words", "ended_in_words", "shared_store"]

@@ -323,6 +323,15 @@ def _iso(stamp: float | None) -> str:
 
 # --------------------------------------------------------------------------- squeue
 
+def _start_text(job: Job) -> str:
+    """squeue's %S: when a job started, or for a pending one the expected start (here: when its
+    PW_FAKE_PENDING_SECONDS are over), N/A where there is no estimate (held, or no wait set)."""
+    if job["state"] == "PENDING":
+        wait = job.get("pending_seconds") or 0
+        return _iso(job["submit_time"] + wait) if wait and not job.get("reason_override") else "N/A"
+    return _iso(job.get("start_time")) if job.get("start_time") else "N/A"
+
+
 _SQUEUE_SHORT = {"h": "noheader", "j": "jobs", "n": "name", "o": "format", "t": "states"}
 _SQUEUE_LONG = flag_spec("format jobs name states", "", "me noheader")
 #: The -o fields: (job, its reason) -> text.
@@ -332,6 +341,7 @@ _SQUEUE_FIELDS: dict[str, Callable[[Job, str], str]] = {
     "r": lambda job, reason: reason,
     "N": lambda job, reason: job.get("node") or "",
     "j": lambda job, reason: job["name"],
+    "S": lambda job, reason: _start_text(job),
     "B": lambda job, reason: job.get("node") or "n/a",
     "u": lambda job, reason: job["user"],
 }
