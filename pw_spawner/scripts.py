@@ -49,6 +49,9 @@ class ScriptRequest:
     setup_lines: Sequence[str] = ()
     #: The site's settings of the scheduler (Grid Engine's parallel environment...).
     scheduler_settings: Mapping[str, Any] = field(default_factory=dict)
+    #: Seconds before the walltime ends at which the job asks its scheduler for a warning signal
+    #: and records the coming end in service.json (0: no warning).
+    walltime_warning_s: int = 0
 
 
 def safe_job_name(text: str, limit: int = 64) -> str:
@@ -131,6 +134,8 @@ def render_script(request: ScriptRequest, template_dirs: Sequence[str | Path] = 
     output = f"{request.job_dir}/job.out"
     scheduler = get_scheduler(request.scheduler, settings=request.scheduler_settings)
     lines = scheduler.directives(request.selection.job, request.job_name, output)
+    warning = scheduler.warning_directives(request.selection.job, request.walltime_warning_s)
+    lines += warning
     if scheduler.directive_prefix:
         lines += [f"{scheduler.directive_prefix} {line}" for line in request.extra_directives]
     template = _environment(template_dirs).get_template("job.sh.j2")
@@ -148,4 +153,5 @@ def render_script(request: ScriptRequest, template_dirs: Sequence[str | Path] = 
         # account on this host: the job need not start its helper to check it again.
         runner_checked_dir=scheduler.submit_checks_job_dir,
         job_id_variable=scheduler.job_id_variable,
+        walltime_warning_s=request.walltime_warning_s if warning else 0,
     )

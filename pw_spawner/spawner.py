@@ -16,7 +16,7 @@ import os
 import pwd
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -238,6 +238,17 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
         config=True,
         help="How long stop() waits for the scheduler to report the job ended after cancelling it.",
     )
+    walltime_warning_minutes = Integer(
+        10,
+        min=0,
+        max=1000,
+        config=True,
+        help="""How many minutes before a session's walltime ends it is flagged: the job asks its
+        scheduler for a warning signal then (Slurm: ``--signal=B:USR1@<seconds>``; Slurm is the
+        only scheduler with a warning that reaches the job's shell alone, see the schedulers'
+        pages) and records the end in service.json (``ENDS_AT``); the sessions page highlights
+        the row from then and says how long is left. 0 turns the warning off.""",
+    )
     job_niceness = Integer(
         10,
         min=0,
@@ -440,6 +451,9 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
         self._progress_done = False
         self._last_form: dict[str, Any] | None = None
         self._starting = False
+        #: When poll() last read service.json for the walltime warning (monotonic), and whether it
+        #: has seen the job's ENDS_AT.
+        self._ends_read_at, self._ends_at_seen = -1e9, False
         refused = self.shared_account_refusal()
         if refused:
             self.log.error("pw_spawner: %s", refused)
@@ -675,6 +689,7 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
             hub_env=hub_env,
             start_timeout=self.job_start_timeout,
             setup_lines=self.setup_lines,
+            walltime_warning_s=self.walltime_warning_minutes * 60,
         )
 
     async def job_env(self) -> dict[str, str]:
@@ -1107,12 +1122,33 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
                     await self._open_tunnel(self._app_host(service), service.port)
                 except Exception as exc:  # a failing tunnel is not a dead job
                     self.log.warning("%s: %s", self._log_name, getattr(exc, "jupyterhub_message", exc))
+            await self._note_walltime_warning()
             return None
         cache.forget(self.job.job_id)
         await self._journal("finished", ended_in_words(self.scheduler_kind, info))
         if info.exit_code not in (None, 0):
             return info.exit_code
         return 1 if info.state is JobState.FAILED else 0
+
+    async def _note_walltime_warning(self) -> None:
+        """In a session's last minutes, the end its job recorded at the scheduler's warning
+        (service.json's ENDS_AT) goes to the sessions page. service.json is read only then, at
+        most once a minute, until it says: a poll costs nothing more the rest of the time."""
+        journal = getattr(self, "session_journal", None)
+        if journal is None or journal.record.ends is None or self._ends_at_seen:
+            return
+        left = (journal.record.ends - datetime.now(timezone.utc)).total_seconds()
+        if left > self.walltime_warning_minutes * 60 + 120 or time.monotonic() - self._ends_read_at < 60:
+            return
+        self._ends_read_at = time.monotonic()
+        try:
+            service = await self._read_service(self.make_executor())
+        except Exception as exc:  # a job's broken record ends no session here: poll() says it runs
+            self.log.debug("%s: walltime warning not read: %s", self._log_name, exc)
+            return
+        if service is not None and service.ends_at is not None:
+            self._ends_at_seen = True
+            await self._journal("ending", datetime.fromtimestamp(service.ends_at, timezone.utc))
 
     async def stop(self, now: bool = False) -> None:
         if self.job is None:

@@ -92,6 +92,8 @@ def clean_message(text: object, limit: int = MAX_MESSAGE_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+#: The range of ENDS_AT the hub takes: from 2020 to about 2242 (2**33 s), no later.
+EARLIEST_END, LATEST_END = 1_577_836_800, 2**33
 #: How deep service.json may nest; a record is one flat object.
 MAX_NESTING = 16
 
@@ -173,6 +175,9 @@ class ServiceStatus:
     host: str | None = None
     error_message: str = ""
     job_id: str | None = None
+    #: When the job's walltime ends (seconds since the epoch), once the scheduler has warned it
+    #: (Slurm's ``--signal``); None before, or where the scheduler sends no warning.
+    ends_at: int | None = None
 
     @property
     def scheme(self) -> str:
@@ -214,6 +219,10 @@ class ServiceStatus:
         message = fields.get("ERROR_MESSAGE")
         if message is not None and not isinstance(message, str):
             raise ServiceStatusError("ERROR_MESSAGE", f"must be a string, not {type(message).__name__}")
+        ends_at = fields.get("ENDS_AT")
+        if ends_at is not None and (not isinstance(ends_at, int) or isinstance(ends_at, bool)
+                                    or not EARLIEST_END <= ends_at <= LATEST_END):
+            raise ServiceStatusError("ENDS_AT", "must be a time in whole seconds since the epoch")
         return cls(
             job_status=_STATUS_WORDS[word],
             url=url,
@@ -222,6 +231,7 @@ class ServiceStatus:
             host=host or None,
             error_message=clean_message(message or ""),
             job_id=job_id or None,
+            ends_at=ends_at,
         )
 
     def to_json(self) -> str:

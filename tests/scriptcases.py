@@ -9,6 +9,7 @@ from pw_spawner.options import validate_options
 from pw_spawner.profiles import build_profiles
 from pw_spawner.schedulers import scheduler_classes
 from pw_spawner.scripts import ScriptRequest, render_script
+from pw_spawner.spawner import PWSpawner
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -60,6 +61,7 @@ def render_case(name: str) -> str:
         app=app_launch(selection.app),
         bind_ip=scheduler_classes()[scheduler].default_bind_ip(), hub_env=HUB_ENV,
         setup_lines=SETUP_LINES.get(name, []),
+        walltime_warning_s=PWSpawner.walltime_warning_minutes.default_value * 60,  # the default's
     ))
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
-
 from pw_spawner.sessions.journal import shared_store
 from pw_spawner.testing.plugin import FakeScheduler
 

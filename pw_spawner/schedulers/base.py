@@ -156,6 +156,15 @@ class Scheduler(abc.ABC):
         except ExecutorError as exc:
             raise SubmitError(f"{scheduler_name} could not be reached: {exc}") from exc
 
+    #: Whether :meth:`warning_directives` asks this scheduler for a signal before the walltime ends.
+    warns_before_walltime: ClassVar[bool] = False
+
+    def warning_directives(self, job: JobSpec, seconds: int) -> list[str]:
+        """Directive lines that ask the scheduler to send the job's shell ``SIGUSR1`` ``seconds``
+        before its walltime ends (none where the scheduler has no such signal, or when the
+        walltime is not longer than the warning)."""
+        return []
+
     def _prefixed(self, lines: Sequence[str], job: JobSpec) -> list[str]:
         return [f"{self.directive_prefix} {line}" for line in (*lines, *job.extra_for(self.kind))]
 

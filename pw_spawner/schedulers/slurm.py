@@ -205,6 +205,15 @@ class SlurmScheduler(Scheduler):
             lines.append(f"--qos={job.qos}")
         return self._prefixed(lines, job)
 
+    warns_before_walltime = True
+
+    def warning_directives(self, job: JobSpec, seconds: int) -> list[str]:
+        # B: to the batch shell only (the app is not told by a signal it may not handle); Slurm
+        # takes up to 65535 s and sends it within about a minute of that moment.
+        if not 0 < seconds < job.walltime_s:
+            return []
+        return [f"{self.directive_prefix} --signal=B:USR1@{min(seconds, 65535)}"]
+
     async def submit(self, executor: Executor, script: str, *, name: str, job_dir: str) -> str:
         result = await self._submit_in(executor, job_dir, ["sbatch", "--parsable"], script, "Slurm")
         if not result.ok:

@@ -113,6 +113,10 @@ class SessionJournal:
                            ends=started + timedelta(hours=self.record.hours),
                            detail=f"running on {node}" if node else "running")
 
+    async def ending(self, ends: datetime) -> None:
+        """The job's own word on when its walltime ends (recorded at its scheduler's warning)."""
+        await self._update(ends=ends)
+
     async def finished(self, reason: str) -> None:
         if self.record.state == "finished":
             return

@@ -51,6 +51,8 @@ costs a few milliseconds, a start of the interpreter about eight). Subcommands:
   when SECONDS passed.
 - ``ready PID PORT SECONDS [MESSAGE]``: with MESSAGE, STARTING with it and PORT written first
   (while the app boots); then ``listen-wait``, and RUNNING written when it succeeded.
+- ``ending SECONDS``: the scheduler's warning that the walltime ends in SECONDS: service.json gets
+  ``ENDS_AT`` (seconds since the epoch), the rest of it as it was; the log a line in words.
 - ``secret``: a random token for an app's private wiring.
 - ``http-ready WHERE PATH``: exit 0 when an HTTP GET of PATH answers with a status below 500 at
   WHERE (a unix socket's path, or HOST:PORT), 1 otherwise (not listening, an error, no answer within
@@ -80,8 +82,6 @@ def checkdir(path):
 
 
 def status(state, message="", port=None):
-    import json
-
     env = os.environ
     if port is None:
         port = env.get("PW_PORT", "")
@@ -95,6 +95,31 @@ def status(state, message="", port=None):
         "ERROR_MESSAGE": message,
         "JOB_ID": env.get("PW_JOB_ID", ""),
     }
+    write(directory, record)
+
+
+def ending(seconds):
+    """The walltime warning: service.json says when the job ends (ENDS_AT, seconds since the
+    epoch), kept as it is otherwise; the log says it in words."""
+    import json
+    import time
+
+    directory = os.environ["PW_JOB_DIR"]
+    print(f"pw_spawner: the walltime ends in {max(1, seconds // 60)} minutes", file=sys.stderr)
+    try:
+        fd = os.open(os.path.join(directory, "service.json"), os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd) as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return
+    if isinstance(record, dict):
+        record["ENDS_AT"] = int(time.time()) + seconds
+        write(directory, record)
+
+
+def write(directory, record):
+    import json
+
     tmp = os.path.join(directory, f".service.json.{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -275,6 +300,9 @@ def main(args):
         if found == 0 and command == "ready":
             status("RUNNING", "", port=args[2])
         return found
+    if command == "ending":
+        ending(int(args[1]))
+        return 0
     if command == "secret":
         print(os.urandom(24).hex())
         return 0
@@ -305,6 +333,15 @@ pw_fail() {
     echo "pw_spawner: $1" >&2
     pw_status FAILED "$1"
     exit 1
+}
+# The app's end, and nothing else: a signal this shell traps (the walltime warning) interrupts
+# `wait`, which then resumes while the app still runs.
+pw_wait_app() {
+    while :; do
+        wait "$PW_APP_PID"
+        PW_RC=$?
+        [ "$PW_RC" -gt 128 ] && kill -0 "$PW_APP_PID" 2>/dev/null || return 0
+    done
 }
 
 # ---- environment: conda (base)
@@ -350,8 +387,7 @@ case $PW_READY in
        pw_fail "JupyterLab did not listen on port $PW_PORT within 300 s" ;;
 esac
 
-wait "$PW_APP_PID"
-PW_RC=$?
+pw_wait_app
 if [ "$PW_RC" -eq 0 ]; then
     pw_status COMPLETED ""
 else

@@ -8,6 +8,7 @@
 #SBATCH --cpus-per-task=4
 #SBATCH --mem=16384M
 #SBATCH --time=04:00:00
+#SBATCH --signal=B:USR1@600
 #
 # pw_spawner job pw-alice
 #   profile:     desktop (4c, 16G, 04:00:00)
@@ -60,6 +61,8 @@ costs a few milliseconds, a start of the interpreter about eight). Subcommands:
   when SECONDS passed.
 - ``ready PID PORT SECONDS [MESSAGE]``: with MESSAGE, STARTING with it and PORT written first
   (while the app boots); then ``listen-wait``, and RUNNING written when it succeeded.
+- ``ending SECONDS``: the scheduler's warning that the walltime ends in SECONDS: service.json gets
+  ``ENDS_AT`` (seconds since the epoch), the rest of it as it was; the log a line in words.
 - ``secret``: a random token for an app's private wiring.
 - ``http-ready WHERE PATH``: exit 0 when an HTTP GET of PATH answers with a status below 500 at
   WHERE (a unix socket's path, or HOST:PORT), 1 otherwise (not listening, an error, no answer within
@@ -89,8 +92,6 @@ def checkdir(path):
 
 
 def status(state, message="", port=None):
-    import json
-
     env = os.environ
     if port is None:
         port = env.get("PW_PORT", "")
@@ -104,6 +105,31 @@ def status(state, message="", port=None):
         "ERROR_MESSAGE": message,
         "JOB_ID": env.get("PW_JOB_ID", ""),
     }
+    write(directory, record)
+
+
+def ending(seconds):
+    """The walltime warning: service.json says when the job ends (ENDS_AT, seconds since the
+    epoch), kept as it is otherwise; the log says it in words."""
+    import json
+    import time
+
+    directory = os.environ["PW_JOB_DIR"]
+    print(f"pw_spawner: the walltime ends in {max(1, seconds // 60)} minutes", file=sys.stderr)
+    try:
+        fd = os.open(os.path.join(directory, "service.json"), os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd) as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return
+    if isinstance(record, dict):
+        record["ENDS_AT"] = int(time.time()) + seconds
+        write(directory, record)
+
+
+def write(directory, record):
+    import json
+
     tmp = os.path.join(directory, f".service.json.{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -284,6 +310,9 @@ def main(args):
         if found == 0 and command == "ready":
             status("RUNNING", "", port=args[2])
         return found
+    if command == "ending":
+        ending(int(args[1]))
+        return 0
     if command == "secret":
         print(os.urandom(24).hex())
         return 0
@@ -315,6 +344,18 @@ pw_fail() {
     pw_status FAILED "$1"
     exit 1
 }
+# The app's end, and nothing else: a signal this shell traps (the walltime warning) interrupts
+# `wait`, which then resumes while the app still runs.
+pw_wait_app() {
+    while :; do
+        wait "$PW_APP_PID"
+        PW_RC=$?
+        [ "$PW_RC" -gt 128 ] && kill -0 "$PW_APP_PID" 2>/dev/null || return 0
+    done
+}
+# The scheduler's warning, 600 s before the walltime ends (the directive above):
+# the job records the coming end in service.json (ENDS_AT) and in its log.
+trap 'pw_helper ending 600' USR1
 
 # ---- environment: none
 
@@ -546,8 +587,7 @@ if [ -n "$pw_ended" ]; then
     pw_status FAILED "$pw_ended exited, which ends the session (its output: $PW_LOG)"
     exit 1
 fi
-wait "$PW_APP_PID"
-PW_RC=$?
+pw_wait_app
 pw_stop_all
 if [ "$PW_RC" -eq 0 ]; then
     pw_status COMPLETED ""
