@@ -6,7 +6,8 @@ or a token, and its scopes. A user sees the rows of their own sessions; whoever 
 ``read:servers`` for other users (admins) sees theirs too, with a user filter. The rows come from
 the sessions store the spawners write (:mod:`.journal`), joined with what the hub knows right now
 (whether the server is still active, its URL). :func:`configure_sessions_page` turns it all on from
-``jupyterhub_config.py``.
+``jupyterhub_config.py``, with sharing: the page's Share action makes a share code through the hub's
+own API (JupyterHub 5+), so the hub, not this module, decides who may share and who gets in.
 """
 
 from __future__ import annotations
@@ -72,9 +73,11 @@ class _SessionsMixin:
 
     store_url: str = DEFAULT_URL
     keep_finished: timedelta = timedelta(days=7)
+    sharing: bool = True
 
-    def initialize(self, store_url: str = DEFAULT_URL, keep_days: float = 7) -> None:
+    def initialize(self, store_url: str = DEFAULT_URL, keep_days: float = 7, sharing: bool = True) -> None:
         self.store_url, self.keep_finished = store_url, timedelta(days=keep_days)
+        self.sharing = sharing
 
     def sees_everyone(self) -> bool:
         return bool(self.has_scope("read:servers"))  # type: ignore[attr-defined]
@@ -147,10 +150,17 @@ def next_session_name(user: Any) -> str:
 class SessionsPageHandler(_SessionsMixin, BaseHandler):
     """``GET /hub/sessions``: the page (rows are filled in by its script from the JSON view)."""
 
+    def may_share(self) -> bool:
+        """Whether the page offers Share: sharing is on and the hub lets this user share their own
+        servers (the scope the share-code API asks for), so a button never leads to a 403."""
+        user = self.current_user
+        return bool(self.sharing and user is not None and self.has_scope(f"shares!user={user.name}"))
+
     @web.authenticated
     async def get(self) -> None:
         html = await self.render_template("pw_sessions.html", see_all=self.sees_everyone(),
-                                          new_server_name=next_session_name(self.current_user))
+                                          new_server_name=next_session_name(self.current_user),
+                                          sharing=self.may_share())
         self.finish(html)
 
 
@@ -233,10 +243,11 @@ class RelaunchAPIHandler(_SessionsMixin, APIHandler):
         self.finish(json.dumps(answer))
 
 
-def sessions_handlers(store_url: str = DEFAULT_URL,
-                      keep_days: float = 7) -> list[tuple[str, Any, dict[str, Any]]]:
-    """The hub handlers of the page, its JSON view and its script, for ``c.JupyterHub.extra_handlers``."""
-    options = {"store_url": store_url, "keep_days": keep_days}
+def sessions_handlers(store_url: str = DEFAULT_URL, keep_days: float = 7,
+                      sharing: bool = True) -> list[tuple[str, Any, dict[str, Any]]]:
+    """The hub handlers of the page, its JSON view and its script, for ``c.JupyterHub.extra_handlers``.
+    ``sharing`` off: the page offers no Share action."""
+    options = {"store_url": store_url, "keep_days": keep_days, "sharing": sharing}
     return [
         (r"/sessions/?", SessionsPageHandler, options),
         (r"/sessions/api/sessions", SessionsAPIHandler, options),
@@ -245,17 +256,64 @@ def sessions_handlers(store_url: str = DEFAULT_URL,
     ]
 
 
-def configure_sessions_page(c: Any, store_url: str | None = None, keep_days: float = 7) -> None:
+#: The scope JupyterHub (5+) asks of a user who makes a share code for their own server. Sharing with
+#: a user or group by name would need ``read:users:name``/``read:groups:name`` too, which lets every
+#: user list everyone's names: share codes (a link) need neither, so they are not granted.
+SHARE_SCOPE = "shares!user"
+
+
+def grant_sharing(c: Any) -> None:
+    """Let every user share their own servers: add :data:`SHARE_SCOPE` to the hub's ``user`` role
+    (which every user holds) in ``c.JupyterHub.load_roles``, keeping the roles already there.
+
+    A ``user`` role the config defines gets the scope added to its own; else one is appended with
+    ``self`` (the default role's scope) and any ``extra_user_scopes`` (JupyterHub 6), which the hub
+    ignores once the role is defined here. A ``user`` role defined after this call would clash
+    with this one (JupyterHub refuses a role defined twice) or replace it (assigned, not appended).
+    Accepting a share code needs no scope: being logged in is enough, and the share it makes
+    grants ``access:servers!server=<owner>/<server>``.
+    """
+    from traitlets.config.loader import LazyConfigValue
+
+    roles = c.JupyterHub.get("load_roles", [])
+    if isinstance(roles, LazyConfigValue):  # c.JupyterHub.load_roles.append(...) before any assignment
+        roles = roles.get_value([])
+    roles = [dict(role) for role in roles]
+    extra = sorted(c.JupyterHub.get("extra_user_scopes", set()))
+    for role in roles:
+        if role.get("name") == "user":
+            # Without scopes of its own it has the default role's, which the hub merges in.
+            scopes = list(role.get("scopes", ["self", *extra]))
+            if SHARE_SCOPE not in scopes:
+                scopes.append(SHARE_SCOPE)
+            role["scopes"] = scopes
+            break
+    else:
+        roles.append({"name": "user", "scopes": ["self", *extra, SHARE_SCOPE]})
+    c.JupyterHub.load_roles = roles
+
+
+def configure_sessions_page(c: Any, store_url: str | None = None, keep_days: float = 7,
+                            sharing: bool = True) -> None:
     """Turn the sessions page on in a ``jupyterhub_config.py``: its handlers, the navbar item, named
     servers (so a user runs a notebook and a desktop at once), and the spawner's journal writing to
-    the same store."""
+    the same store.
+
+    ``sharing`` (on by default) lets users share a running session with another hub user: the page
+    offers Share (a link with a JupyterHub share code) and Revoke sharing, and every user gets the
+    scope JupyterHub asks for to share their own servers (:func:`grant_sharing`). Off, the page offers
+    neither and no scope is granted, so the hub's share API refuses users too (403); admins keep
+    theirs (the hub's admin role has ``shares``), as do roles the config grants it to itself.
+    """
     url = store_url or c.PWSpawner.get("sessions_db_url", DEFAULT_URL)
     c.PWSpawner.sessions_db_url = url
     c.PWSpawner.sessions_keep_days = keep_days
-    handlers = sessions_handlers(url, keep_days)
+    handlers = sessions_handlers(url, keep_days, sharing=sharing)
     c.JupyterHub.extra_handlers = [*c.JupyterHub.get("extra_handlers", []), *handlers]
     c.JupyterHub.template_paths = [TEMPLATES, *c.JupyterHub.get("template_paths", [])]
     c.JupyterHub.allow_named_servers = True
+    if sharing:
+        grant_sharing(c)
 
 
 __all__ = ["DEFAULT_URL", "RelaunchAPIHandler", "SessionsAPIHandler", "SessionsPageHandler",

@@ -379,7 +379,10 @@ PW_TRIES=0
 while :; do
     PW_PORT="$(pw_helper port "$PW_BIND_IP")" || pw_fail "no free port on this node"
     export JUPYTERHUB_SERVICE_URL="http://${PW_BIND_IP}:${PW_PORT}${JUPYTERHUB_SERVICE_PREFIX:-/}"
-    jupyterhub-singleuser --SingleUserNotebookApp.default_url=/lab --ip="$PW_BIND_IP" --port="$PW_PORT" &
+    # The server asks the hub again about a browser's or token's access after 30 s, not the five
+    # minutes of HubOAuth's default: a share revoked on the hub then ends a shared user's access
+    # within 30 s (the same for jupyter-standaloneproxy, in standaloneproxy_config.py).
+    jupyterhub-singleuser --SingleUserNotebookApp.default_url=/lab --ip="$PW_BIND_IP" --port="$PW_PORT" --HubOAuth.cache_max_age=30 &
     PW_APP_PID=$!
     # Cancelling the job (scancel, qdel, stop) signals this shell: pass it on to the app.
     trap 'kill -TERM "$PW_APP_PID" 2>/dev/null; wait "$PW_APP_PID"; pw_status CANCELLED "stopped"; exit 0' TERM INT HUP

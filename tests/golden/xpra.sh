@@ -411,6 +411,15 @@ def _pw_make_handler_checking_websockets(base_class, kwargs):
 
 
 _pw_standalone_app.make_standalone_proxy = _pw_make_handler_checking_websockets
+
+# Who may use the app is the hub's answer for the browser's token (its scopes: the owner's, a hub
+# admin's, or access:servers!server=<owner>/<server> from a share), which the proxy keeps for
+# HubOAuth.cache_max_age, five minutes by default: a share revoked on the hub would let the shared
+# user in for that long. The handlers use the one HubOAuth instance; made here first, it asks the
+# hub again after 30 s (as the Jupyter server does: see pw_spawner's app_jupyter.sh.j2).
+from jupyterhub.services.auth import HubOAuth as _pw_HubOAuth  # noqa: E402
+
+_pw_HubOAuth.instance(cache_max_age=30)
 PW_PROXY_CONFIG
 
 PW_PIDS=()
