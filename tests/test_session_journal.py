@@ -91,3 +91,4 @@ def test_clock_words_today_and_another_day():
     now = datetime(2026, 12, 2, 9, 0).astimezone()
     assert clock_words(now.replace(hour=14, minute=5), now) == "14:05"
     assert clock_words(now.replace(day=3, hour=8, minute=30), now) == "Thu 3 Dec 08:30"
+    assert clock_words(now.replace(year=2028, month=1, day=4, hour=14, minute=5), now) == "Tue 4 Jan 2028 14:05"

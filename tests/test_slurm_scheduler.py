@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ from pw_spawner.schedulers.cache import StatusCache
 from pw_spawner.schedulers.reasons import job_words
 from pw_spawner.schedulers.slurm import (
     _STATES,
+    NO_ESTIMATE_AFTER,
     SQUEUE_FORMAT,
     SlurmScheduler,
     parse_private_data,
@@ -43,6 +44,8 @@ DATA = Path(__file__).resolve().parent / "data" / "slurm"
 MANIFEST = json.loads((DATA / "manifest.json").read_text())
 JOBS: dict[str, str] = MANIFEST["jobs"]
 NODE: str = MANIFEST["node"]
+#: When the files were recorded (what "now" was for the estimated starts in them).
+RECORDED_AT = datetime.strptime(MANIFEST["recorded_at"], "%Y-%m-%d %H:%M UTC").replace(tzinfo=timezone.utc)
 UNKNOWN_ID: str = MANIFEST["unknown_id"]
 COMMANDS = {c["name"]: c for c in MANIFEST["commands"]}
 
@@ -192,7 +195,7 @@ def test_slurm_state_reads_the_first_word_only(word, rest):
 
 
 def test_parse_squeue_mixed():
-    infos = parse_squeue(stdout("squeue-mixed"))
+    infos = parse_squeue(stdout("squeue-mixed"), now=RECORDED_AT)
     expected = {
         JOBS[role]: JobInfo(JOBS[role], state, raw, reason, NODE if on_node else None, end_reason=end)
         for role, (state, raw, reason, on_node, end) in SQUEUE_EXPECTED.items()
@@ -214,7 +217,7 @@ def test_parse_squeue_pending_reasons_as_slurm_printed_them():
 def test_parse_squeue_pipe_in_the_job_name():
     # The name is the last field and the parser never reads it: "rec|pipe" adds a field, harmlessly.
     line = next(x for x in stdout("squeue-mixed").splitlines() if x.startswith(f"{JOBS['completed']}|"))
-    assert line == f"{JOBS['completed']}|COMPLETED|None|{NODE}|rec|pipe"
+    assert line.startswith(f"{JOBS['completed']}|COMPLETED|None|{NODE}|") and line.endswith("|rec|pipe")
     assert parse_squeue(line) == {JOBS["completed"]: JobInfo(JOBS["completed"], JobState.COMPLETED,
                                                              "COMPLETED", "", NODE, end_reason="COMPLETED")}
     spoof = next(x for x in stdout("squeue-mixed").splitlines() if x.startswith(f"{JOBS['spoofing_name']}|"))
@@ -817,7 +820,8 @@ FIND_ARGV = ("squeue", "-h", "--me", "-n", "rec-sleeper", "-o", SQUEUE_FORMAT)
 
 async def test_find_recorded():
     # squeue --me without -t lists only unfinished jobs: the cancelled job of the same name is not there.
-    assert stdout("squeue-me-name") == f"{JOBS['running']}|RUNNING|None|{NODE}|rec-sleeper\n"
+    line = stdout("squeue-me-name")
+    assert line.startswith(f"{JOBS['running']}|RUNNING|None|{NODE}|") and line.endswith("|rec-sleeper\n")
     executor = RecordedExecutor({FIND_ARGV: recorded("squeue-me-name")})
     assert await SlurmScheduler().find(executor, "rec-sleeper", "/jobs/x") == [JOBS["running"]]
     assert executor.calls == [FIND_ARGV]
@@ -863,10 +867,20 @@ async def test_cancel_errors():
 # -- the estimated start of a queued job (squeue's %S) -------------------------------------------------
 
 
+def test_slurms_year_ahead_is_no_estimate():
+    # Recorded: a job waiting for Resources held by a job without a time limit.
+    line = next(x for x in stdout("squeue-mixed").splitlines()
+                if x.startswith(f"{JOBS['pending_resources']}|"))
+    shown = parse_slurm_time(line.split("|")[4])
+    assert shown is not None and shown - RECORDED_AT > NO_ESTIMATE_AFTER
+    assert parse_squeue(line, now=RECORDED_AT)[JOBS["pending_resources"]].estimated_start is None
+
+
 def test_a_pending_jobs_estimated_start_is_read_in_local_time():
     infos = parse_squeue("41|PENDING|Resources|(null)|2026-12-02T14:05:00|pw-alice\n"
                          "42|PENDING|Priority|(null)|N/A|pw-bob\n"
-                         "43|RUNNING|None|node1|2026-12-02T09:00:00|pw-carol\n")
+                         "43|RUNNING|None|node1|2026-12-02T09:00:00|pw-carol\n",
+                         now=datetime(2026, 12, 2, 9, 30).astimezone())
     start = infos["41"].estimated_start
     assert start is not None and start.tzinfo is not None
     assert start.astimezone().replace(tzinfo=None) == datetime(2026, 12, 2, 14, 5)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from ..profiles import JobSpec, format_walltime
 from ..remote.executor import Executor, ExecutorError
@@ -99,8 +99,16 @@ def parse_slurm_time(text: str) -> datetime | None:
         return None
 
 
-def parse_squeue(text: str) -> dict[str, JobInfo]:
-    """Lines of ``squeue -h -o '%i|%T|%r|%N|%S|%j'`` (:data:`SQUEUE_FORMAT`)."""
+#: A pending job's start further ahead than this is Slurm's way of saying it has no estimate: when
+#: nothing it waits for has an end (a running job without a time limit), squeue shows the submit
+#: time plus one year (seen on Slurm 22.05, tests/data/slurm).
+NO_ESTIMATE_AFTER = timedelta(days=300)
+
+
+def parse_squeue(text: str, now: datetime | None = None) -> dict[str, JobInfo]:
+    """Lines of ``squeue -h -o '%i|%T|%r|%N|%S|%j'`` (:data:`SQUEUE_FORMAT`); ``now`` (default: the
+    current time) tells an estimated start from Slurm's year-ahead "none"."""
+    latest = (now or datetime.now(timezone.utc)) + NO_ESTIMATE_AFTER
     infos = {}
     for line in text.splitlines():
         parts = line.strip().split("|")
@@ -110,6 +118,8 @@ def parse_squeue(text: str) -> dict[str, JobInfo]:
         reason = "" if reason in ("None", "(null)") else reason
         state = slurm_state(raw)
         start = parse_slurm_time(parts[4]) if len(parts) > 5 and state is JobState.PENDING else None
+        if start is not None and start > latest:
+            start = None
         infos[job_id] = JobInfo(job_id, state, raw, reason=reason,
                                 node=None if node in ("", "(null)") else node,
                                 end_reason=slurm_end_reason(raw, reason), estimated_start=start)

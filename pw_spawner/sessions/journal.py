@@ -125,13 +125,14 @@ class SessionJournal:
 
 
 def clock_words(when: datetime, now: datetime | None = None) -> str:
-    """``14:05`` today, ``Thu 3 Dec 14:05`` another day: the hub's local time, as a user near the
-    cluster reads it."""
+    """``14:05`` today, ``Thu 3 Dec 14:05`` another day, ``Tue 4 Jan 2028 14:05`` another year: the
+    hub's local time, as a user near the cluster reads it."""
     local = when.astimezone()
     today = (now or _now()).astimezone().date()
     if local.date() == today:
         return local.strftime("%H:%M")
-    return f"{local.strftime('%a')} {local.day} {local.strftime('%b %H:%M')}"
+    year = f" {local.year}" if local.year != today.year else ""
+    return f"{local.strftime('%a')} {local.day} {local.strftime('%b')}{year} {local.strftime('%H:%M')}"
 
 
 def ended_in_words(kind: str, info: JobInfo) -> str:
