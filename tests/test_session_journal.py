@@ -74,6 +74,11 @@ def test_time_left_and_the_row_of_a_running_session(tmp_path):
     assert row["detail"] == "running on n1, 8 min left" and row["ending_soon"]
     assert row["url"] == "/user/a%20b/x/y/" and row["spawn_url"] == "/hub/spawn/a%20b/x/y"
     assert row["ends"] == "2026-12-02T12:08:00+00:00" and row["end_reason"] is None
+    # The warning's minutes are the spawner's: 5 of them, and 8 minutes left, is not "ending soon".
+    assert not row_json(record, now=now, active=True, base_url="/hub/", user_prefix="/",
+                        warn_before=timedelta(minutes=5))["ending_soon"]
+    assert not row_json(record, now=now, active=True, base_url="/hub/", user_prefix="/",
+                        warn_before=timedelta(0))["ending_soon"]
 
 
 async def test_a_queued_session_says_when_it_may_start(tmp_path):
@@ -91,4 +96,5 @@ def test_clock_words_today_and_another_day():
     now = datetime(2026, 12, 2, 9, 0).astimezone()
     assert clock_words(now.replace(hour=14, minute=5), now) == "14:05"
     assert clock_words(now.replace(day=3, hour=8, minute=30), now) == "Thu 3 Dec 08:30"
-    assert clock_words(now.replace(year=2028, month=1, day=4, hour=14, minute=5), now) == "Tue 4 Jan 2028 14:05"
+    next_year = now.replace(year=2028, month=1, day=4, hour=14, minute=5)
+    assert clock_words(next_year, now) == "Tue 4 Jan 2028 14:05"

@@ -224,3 +224,60 @@ def test_the_page_in_chromium_shows_the_rows_and_cancels(hub: HubProcess, tmp_pa
         assert (row["hours"], row["profile"]) == (2, "demo-small")
     finally:
         driver.quit()
+
+
+def test_every_hub_page_warns_of_a_session_that_ends_soon(hub: HubProcess, tmp_path) -> None:
+    """A running session 5 minutes before its walltime ends (a row of the store, as its spawner
+    writes it): the home page and the sessions page say so, for its user only."""
+    ok, why = browser_available()
+    require("browser", ok, why)
+    import asyncio
+    from datetime import datetime, timedelta, timezone
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from pw_spawner.sessions.store import SessionRecord, SessionStore
+
+    for name in ("late", "early"):
+        create_user(hub, name)
+    now = datetime.now(timezone.utc)
+    began = now - timedelta(minutes=55)
+    record = SessionRecord(
+        user="late", server_name="desk", job_id="424242", resource=None, scheduler="local", app="jupyter",
+        profile="demo-small", hours=1, cores=1, memory_gb=2, gpus=0, state="running",
+        detail="running on localhost", submitted=began, started=began,
+        ends=now + timedelta(minutes=5, seconds=30), finished=None, end_reason=None, options={},
+        node="localhost")
+
+    async def write() -> None:
+        async with SessionStore(f"sqlite:///{hub.state_dir / 'pw_sessions.sqlite'}") as store:
+            await store.save(record)
+
+    asyncio.run(write())
+    driver = chromium(tmp_path / "profile", window="1400,700")
+    try:
+        for user in ("early", "late"):
+            driver.delete_all_cookies()
+            driver.get(f"{hub.url}/hub/login")
+            driver.find_element(By.ID, "username_input").send_keys(user)
+            driver.find_element(By.ID, "password_input").send_keys("any password")
+            driver.find_element(By.ID, "login_submit").click()
+            WebDriverWait(driver, 30).until(lambda d: "/hub/login" not in d.current_url)
+            driver.get(f"{hub.url}/hub/home")
+            if user == "early":  # nothing of late's, and nothing of its own
+                time.sleep(2)
+                assert driver.find_elements(By.CSS_SELECTOR, "#pw-ending-soon .alert") == []
+                continue
+            note = WebDriverWait(driver, 30).until(
+                lambda d: d.find_element(By.CSS_SELECTOR, "#pw-ending-soon .alert[data-job-id='424242']"))
+            assert note.text == ('Your session "desk" (JupyterLab, job 424242) reaches its time limit: '
+                                 "5 min left. Save your work; when it ends, the app stops.")
+            screenshot(driver, "sessions-ending-soon.png", for_docs=True)
+            driver.get(f"{hub.url}/hub/sessions")
+            row = WebDriverWait(driver, 30).until(
+                lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-job-id='424242']"))
+            assert "table-warning" in (row.get_attribute("class") or "")
+            assert driver.find_element(By.CSS_SELECTOR, "#pw-ending-soon .alert[data-job-id='424242']")
+    finally:
+        driver.quit()

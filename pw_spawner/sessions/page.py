@@ -29,7 +29,8 @@ TEMPLATES = str(Path(__file__).resolve().parent.parent / "templates" / "hub")
 STATIC = str(Path(__file__).resolve().parent / "static")
 #: The database of the sessions store when the configuration names none: next to the hub's.
 DEFAULT_URL = "sqlite:///pw_sessions.sqlite"
-#: From how long before the walltime's end a running session is flagged on the page.
+#: From how long before the walltime's end a running session is flagged on the page, where the
+#: session's spawner does not say (its ``walltime_warning_minutes``).
 ENDING_SOON = timedelta(minutes=10)
 
 
@@ -47,13 +48,14 @@ def time_left(ends: datetime, now: datetime) -> str:
 
 
 def row_json(record: SessionRecord, *, now: datetime, active: bool, base_url: str, user_prefix: str,
-             app_name: str = "") -> dict[str, Any]:
-    """One row of the JSON view (the stable interface: scripts read these keys)."""
+             app_name: str = "", warn_before: timedelta = ENDING_SOON) -> dict[str, Any]:
+    """One row of the JSON view (the stable interface: scripts read these keys); ``ending_soon``
+    from ``warn_before`` the walltime's end."""
     detail = record.detail
     ending_soon = False
     if record.state == "running" and record.ends is not None:
         detail = f"{detail}, {time_left(record.ends, now)}"
-        ending_soon = record.ends - now <= ENDING_SOON
+        ending_soon = bool(warn_before) and record.ends - now <= warn_before
     spawn_path = quote(record.user) + (f"/{quote(record.server_name)}" if record.server_name else "")
     return {
         "user": record.user, "server_name": record.server_name, "job_id": record.job_id,
@@ -96,11 +98,13 @@ class _SessionsMixin:
             if not self.may_see(record.user):
                 continue
             owner = handler.users.get(record.user) if hasattr(handler, "users") else None
-            spawner = owner.spawners.get(record.server_name) if owner is not None else None
+            spawner = _spawner_of(owner, record.server_name)
             active = bool(spawner is not None and spawner.active and _same_job(spawner, record.job_id))
+            warn = getattr(spawner, "walltime_warning_minutes", None)
             rows.append(row_json(record, now=now, active=active, base_url=handler.hub.base_url,
                                  user_prefix=owner.prefix if owner is not None else f"/user/{record.user}/",
-                                 app_name=_app_name(spawner, record.app)))
+                                 app_name=_app_name(spawner or _any_spawner_of(owner), record.app),
+                                 warn_before=ENDING_SOON if warn is None else timedelta(minutes=warn)))
         return {"sessions": rows, "total": total, "offset": offset, "limit": limit}
 
 
@@ -117,6 +121,23 @@ async def _purge_now_and_then(store: Any) -> None:
     if now - _PURGED.get(id(store), -PURGE_EVERY) >= PURGE_EVERY:
         _PURGED[id(store)] = now
         await store.purge()
+
+
+def _spawner_of(owner: Any, server_name: str) -> Any:
+    """The hub's spawner of a user's server (loaded from the hub's database if need be: a stopped
+    server's is not kept loaded), or None for a server the hub no longer has."""
+    if owner is None or server_name not in owner.orm_spawners:
+        return None
+    return owner.spawners[server_name]
+
+
+def _any_spawner_of(owner: Any) -> Any:
+    """One of a user's spawners, for what every spawner of the hub knows alike (the apps' names) of
+    a session whose server is gone; None when the user has none."""
+    if owner is None:
+        return None
+    return next(iter(owner.spawners.values()), None) or next(
+        (owner.spawners[name] for name in owner.orm_spawners), None)
 
 
 def _same_job(spawner: Any, job_id: str) -> bool:
@@ -252,7 +273,7 @@ def sessions_handlers(store_url: str = DEFAULT_URL, keep_days: float = 7,
         (r"/sessions/?", SessionsPageHandler, options),
         (r"/sessions/api/sessions", SessionsAPIHandler, options),
         (r"/sessions/api/relaunch", RelaunchAPIHandler, options),
-        (r"/sessions/static/(sessions\.js)", web.StaticFileHandler, {"path": STATIC}),
+        (r"/sessions/static/(sessions\.js|ending\.js)", web.StaticFileHandler, {"path": STATIC}),
     ]
 
 
@@ -316,5 +337,6 @@ def configure_sessions_page(c: Any, store_url: str | None = None, keep_days: flo
         grant_sharing(c)
 
 
-__all__ = ["DEFAULT_URL", "RelaunchAPIHandler", "SessionsAPIHandler", "SessionsPageHandler",
-           "configure_sessions_page", "next_session_name", "row_json", "sessions_handlers", "time_left"]
+__all__ = ["DEFAULT_URL", "SHARE_SCOPE", "RelaunchAPIHandler", "SessionsAPIHandler", "SessionsPageHandler",
+           "configure_sessions_page", "grant_sharing", "next_session_name", "row_json", "sessions_handlers",
+           "time_left"]

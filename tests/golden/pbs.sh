@@ -112,7 +112,8 @@ def ending(seconds):
     import time
 
     directory = os.environ["PW_JOB_DIR"]
-    print(f"pw_spawner: the walltime ends in {max(1, seconds // 60)} minutes", file=sys.stderr)
+    minutes = max(1, seconds // 60)
+    print(f"pw_spawner: the walltime ends in {minutes} minute{'s' if minutes != 1 else ''}", file=sys.stderr)
     try:
         fd = os.open(os.path.join(directory, "service.json"), os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd) as handle:
