@@ -26,7 +26,7 @@ test: $(VENV)/.installed-test
 	PW_REQUIRE_ALL=1 $(PY) -m pytest
 
 test-quick: $(VENV)/.installed-test
-	$(PY) -m pytest -m "not slurm and not sge and not hub and not browser"
+	$(PY) -m pytest -m "not slurm and not sge and not hub and not browser and not postgres"
 
 docs: $(VENV)/.installed-docs
 	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
