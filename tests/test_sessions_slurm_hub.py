@@ -5,11 +5,13 @@ What it proves, in the order the module runs it:
 
 - a session kept queued on real Slurm (a blocker job of another account is ahead of it for the
   whole node) is listed with its job id (the one squeue shows), its service host and "queued: " with
-  Slurm's reason in words, beside a running desktop (the VNC app), "running on <node>, N min left";
+  Slurm's reason in words and the backfill scheduler's estimated start (every job ahead of it has a
+  time limit), beside a running desktop (the VNC app), "running on <node>, N min left";
 - Cancel on the queued row (confirmed in the browser's dialog) cancels its job and the row says
   "finished: cancelled";
-- a session with a one-minute walltime, started first so that its minute runs while the rest
-  does, ends on real Slurm and its row says "finished: time limit reached";
+- a session with a two-minute walltime, started first so that its minutes run while the rest
+  does, gets Slurm's walltime warning a minute before the end (``--signal=B:USR1@60``: its job
+  logs it and runs on), then ends on real Slurm and its row says "finished: time limit reached";
 - a session whose app writes past its memory ends "finished: out of memory": on real Slurm when
   this host lets the cluster confine memory with cgroups (then the module's cluster is one of its
   own that does, as in test_slurm_end_reasons.py), and always on a recorded state: the Slurm
@@ -21,7 +23,7 @@ What it proves, in the order the module runs it:
 Jobs run as the hub's own account (root here, ``allow_shared_account`` as in the demo), not through
 ``sudo -u``: the desktop and JupyterLab need the test virtualenv, whose interpreter lives under
 /root, which no other account can enter. The node has a few CPUs (two here), so the steps share
-them: the one-minute session and the desktop hold them, the blocker waits ahead of the queued
+them: the two-minute session and the desktop hold them, the blocker waits ahead of the queued
 session (which therefore cannot start, nor be backfilled: its walltime ends after the desktop's),
 and is cancelled before the later sessions need a CPU.
 """
@@ -62,8 +64,9 @@ pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
 USER = "slurm-sessions"
 #: The account whose job blocks the node (any account but the hub's will do).
 BLOCKER_USER = "pwtestuser"
-#: slurmctld checks time limits every 30 s, kills after KillWait (5 s); the hub polls every 5 s.
-TIME_LIMIT_BUDGET_S = 150.0
+#: The two-minute session: slurmctld checks time limits every 30 s, kills after KillWait (5 s);
+#: the hub polls every 5 s.
+TIME_LIMIT_BUDGET_S = 210.0
 RECORDED = Path(__file__).resolve().parent / "data" / "slurm" / "scontrol-o-show-job-out-of-memory.txt"
 VENV = [{"slug": "venv", "display_name": "venv",
          "activate": f"source {Path(sys.prefix) / 'bin' / 'activate'}"}]
@@ -88,7 +91,7 @@ PROFILES = [
     {**profile("lab", "jupyter", "1G", hours=2), "default": True,
      "overrides": {"hours": {"min": 1, "max": 4}}},
     profile("desktop", "vnc", "1G", hours=1),
-    profile("minute", "web", "512M", walltime="00:01:00"),
+    profile("minute", "web", "512M", walltime="00:02:00"),
     profile("hog", "memhog", "256M", hours=1),
 ]
 EXTRA_CONFIG = f"""
@@ -98,6 +101,8 @@ c.PWSpawner.bind_ip = "127.0.0.1"
 c.PWSpawner.status_interval = 1
 c.PWSpawner.stop_timeout = 30
 c.PWSpawner.job_start_timeout = 90
+# A minute before the two-minute session's end: Slurm's warning signal (--signal=B:USR1@60).
+c.PWSpawner.walltime_warning_minutes = 1
 # JupyterHub polls running servers this often (30 s by default): a job's end shows within seconds.
 c.Spawner.poll_interval = 5
 c.PWSpawner.app_definitions = {APPS!r}
@@ -136,7 +141,7 @@ def hub(cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(scope="module")
 def minute(hub: HubProcess) -> float:
-    """The one-minute session, asked for before anything else; when it was asked for."""
+    """The two-minute session, asked for before anything else; when it was asked for."""
     asked = time.monotonic()
     resp = hub.api("POST", f"/users/{USER}/servers/minute", {"profile": "minute"})
     assert resp.status in (201, 202), resp.text
@@ -163,8 +168,11 @@ class Blocker:
 
     def __init__(self, cluster: SlurmCluster):
         self.cluster = cluster
+        # A time limit, as every job ahead of the queued session has: Slurm can then estimate when
+        # that one starts (behind a job without one it shows a year ahead: no estimate).
         out = run_as(BLOCKER_USER, ["sbatch", "--parsable", "--exclusive", "--mem=64M", "--output=/dev/null",
-                                    "--job-name=pw-sessions-blocker", "--wrap=sleep 600"], env=cluster.env)
+                                    "--time=00:10:00", "--job-name=pw-sessions-blocker", "--wrap=sleep 600"],
+                     env=cluster.env)
         self.job_id = out.stdout.strip().split(";")[0]
         assert out.returncode == 0 and self.job_id.isdigit(), out.stderr
 
@@ -284,6 +292,12 @@ def test_queued_and_running_sessions(hub: HubProcess, cluster: SlurmCluster, min
     assert squeue(cluster, "-j", block.job_id)[0].split("|")[1] == "PENDING"
     assert expected.get(words(queued["detail"])) == reason, line
     print(f"real Slurm: the queued session's reason {reason!r}, row {queued['detail']!r}")
+    # The backfill scheduler's estimate comes within its interval (30 s) and stays in the words.
+    estimated = wait_row(hub, token, lambda r: r["job_id"] == job_id and "(estimated start " in r["detail"],
+                         timeout=75, what="of the queued session with an estimated start")
+    assert re.fullmatch(r"queued: .+ \(estimated start (\d\d:\d\d|\w{3} \d+ \w{3} \d\d:\d\d)\)",
+                        estimated["detail"]), estimated["detail"]
+    print(f"real Slurm: the queued session's row {estimated['detail']!r}")
     assert (queued["resource"], queued["hours"], queued["cores"], queued["app"]) == (None, 2, 1, "jupyter")
 
     desk = wait_row(hub, token, server_row("desk", "running"), what="of the running desktop")
@@ -321,19 +335,23 @@ def test_queued_and_running_sessions(hub: HubProcess, cluster: SlurmCluster, min
         assert time.monotonic() < deadline, f"job {job_id} still in the queue after Cancel: {left}"
         time.sleep(0.5)
     hub.wait_gone(USER, "queued", timeout=30)
-    # The later sessions need the CPU the one-minute session gives back.
+    # The later sessions need the CPU the two-minute session gives back.
     block.cancel()
 
 
-def test_one_minute_walltime_ends_time_limit_reached(hub: HubProcess, cluster: SlurmCluster, minute: float,
-                                                     token: str, driver: Any) -> None:
+def test_two_minute_walltime_warns_then_ends_time_limit_reached(
+        hub: HubProcess, cluster: SlurmCluster, minute: float, token: str, driver: Any) -> None:
     row = wait_row(hub, token, server_row("minute", "finished"),
                    timeout=max(1.0, TIME_LIMIT_BUDGET_S - (time.monotonic() - minute)),
-                   what="of the one-minute session, finished")
+                   what="of the two-minute session, finished")
     took = time.monotonic() - minute
-    print(f"real Slurm: the one-minute session ended {took:.0f} s after it was asked for: {row['detail']!r}")
+    print(f"real Slurm: the two-minute session ended {took:.0f} s after it was asked for: {row['detail']!r}")
     assert (row["detail"], row["end_reason"]) == ("finished: time limit reached", "time limit reached"), row
-    assert row["hours"] == round(1 / 60, 4) and not row["active"]
+    assert row["hours"] == round(2 / 60, 4) and not row["active"]
+    # Slurm's warning a minute before the end reached the job's shell, which logged it and ran on
+    # to the time limit (its app undisturbed: the end is TIMEOUT, not the app's exit).
+    log = (hub.job_dir(USER, "minute") / "job.out").read_text()
+    assert "pw_spawner: the walltime ends in 1 minute\n" in log, log[-2000:]
     [line] = squeue(cluster, "-j", row["job_id"])
     assert line.split("|")[1:3] == ["TIMEOUT", "TimeLimit"], line
     open_sessions_page(driver, hub)
@@ -342,9 +360,7 @@ def test_one_minute_walltime_ends_time_limit_reached(hub: HubProcess, cluster: S
     except Exception:
         keep_failure(driver, "sessions-time-limit")
         raise
-    # The app's display name comes from the server's spawner, which a stopped server may no
-    # longer have loaded: then its name.
-    assert cells[1] in ("Web page", "web") and cells[2:5] == ["minute", "hub host", "0.0167"], cells
+    assert cells[1] == "Web page" and cells[2:5] == ["minute", "hub host", "0.0333"], cells
     assert cells[8] == "finished: time limit reached" and "Relaunch" in cells[9], cells
     screenshot(driver, "sessions-time-limit.png", for_docs=True)
 
@@ -364,7 +380,7 @@ def test_out_of_memory_on_real_slurm(hub: HubProcess, cluster: SlurmCluster, tok
     assert (row["detail"], row["end_reason"]) == ("finished: out of memory", "out of memory"), row
     open_sessions_page(driver, hub)
     cells = page_cells(driver, row["job_id"], state="finished")
-    assert cells[1] in ("Memory hog", "memhog") and cells[2] == "hog" and cells[6] == "0.25", cells
+    assert cells[1] == "Memory hog" and cells[2] == "hog" and cells[6] == "0.25", cells
     assert cells[8] == "finished: out of memory", cells
 
 
