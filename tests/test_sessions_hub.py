@@ -222,6 +222,22 @@ def test_the_page_in_chromium_shows_the_rows_and_cancels(hub: HubProcess, tmp_pa
         assert again != wanted
         row = wait_for_row(hub, hub.user_token(user), lambda r: r["job_id"] == again)
         assert (row["hours"], row["profile"]) == (2, "demo-small")
+
+        # Relaunch: the same settings again at once, through the hub's API, to the pending page.
+        assert hub.api("DELETE", f"/users/{user}/server").status in (202, 204)
+        hub.wait_gone(user, timeout=60)
+        driver.get(f"{hub.url}/hub/sessions")
+        button = f"tr[data-job-id='{again}'][data-state='finished'] button"
+        WebDriverWait(driver, 60).until(lambda d: any(
+            b.text == "Relaunch" for b in d.find_elements(By.CSS_SELECTOR, button)))
+        next(b for b in driver.find_elements(By.CSS_SELECTOR, button) if b.text == "Relaunch").click()
+        WebDriverWait(driver, 30).until(lambda d: f"/user/{user}/" in d.current_url
+                                        or f"/hub/spawn-pending/{user}" in d.current_url)
+        hub.wait_ready(user, timeout=90)
+        third = job_id(hub, user)
+        assert third not in (wanted, again)
+        row = wait_for_row(hub, hub.user_token(user), lambda r: r["job_id"] == third)
+        assert (row["hours"], row["profile"]) == (2, "demo-small")
     finally:
         driver.quit()
 
