@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.browser import browser_available, chromium, screenshot
+from support.browser import browser_available, browser_login, chromium, screenshot
 from support.hub import HubProcess, Response, group_members, http, hub_available, running_hub, timing
 from support.requirements import require
 
@@ -354,19 +354,6 @@ def driver(hub: HubProcess, tmp_path_factory: pytest.TempPathFactory):
         yield driver
     finally:
         driver.quit()
-
-
-def browser_login(driver, hub: HubProcess, user: str) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    # Logging out ends the hub's session; cookies of other paths (the apps') stay, as in real use.
-    driver.get(f"{hub.url}/hub/logout")
-    driver.get(f"{hub.url}/hub/login")
-    driver.find_element(By.ID, "username_input").send_keys(user)
-    driver.find_element(By.ID, "password_input").send_keys("any password")
-    driver.find_element(By.ID, "login_submit").click()
-    WebDriverWait(driver, 30).until(lambda d: "/hub/login" not in d.current_url)
 
 
 def keep_failure(driver, name: str) -> None:

@@ -32,13 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.browser import browser_available, chromium, screenshot
+from support.browser import browser_available, browser_login, chromium, screenshot
 from support.hub import HubProcess, group_members, http, hub_available, running_hub, timing
 from support.requirements import require
 from test_apps_hub import (
     VENV_ACTIVATE,
     assert_no_access,
-    browser_login,
     create_user,
     ensure_running,
     job_pgid,

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import pytest
-from support.browser import browser_available, chromium, screenshot
+from support.browser import browser_available, browser_login, chromium, screenshot
 from support.hub import HubProcess, http, hub_available, running_hub
 from support.requirements import require
 
@@ -186,11 +186,7 @@ def test_the_page_in_chromium_shows_the_rows_and_cancels(hub: HubProcess, tmp_pa
     wanted = job_id(hub, user)
     driver = chromium(tmp_path / "profile", window="1400,900")
     try:
-        driver.get(f"{hub.url}/hub/login")
-        driver.find_element(By.ID, "username_input").send_keys(user)
-        driver.find_element(By.ID, "password_input").send_keys("any password")
-        driver.find_element(By.ID, "login_submit").click()
-        WebDriverWait(driver, 30).until(lambda d: "/hub/login" not in d.current_url)
+        browser_login(driver, hub, user)
         driver.get(f"{hub.url}/hub/sessions")
         assert driver.find_element(By.LINK_TEXT, "Sessions")  # the navbar item
         row = WebDriverWait(driver, 30).until(
@@ -274,12 +270,7 @@ def test_every_hub_page_warns_of_a_session_that_ends_soon(hub: HubProcess, tmp_p
     driver = chromium(tmp_path / "profile", window="1400,700")
     try:
         for user in ("early", "late"):
-            driver.delete_all_cookies()
-            driver.get(f"{hub.url}/hub/login")
-            driver.find_element(By.ID, "username_input").send_keys(user)
-            driver.find_element(By.ID, "password_input").send_keys("any password")
-            driver.find_element(By.ID, "login_submit").click()
-            WebDriverWait(driver, 30).until(lambda d: "/hub/login" not in d.current_url)
+            browser_login(driver, hub, user)
             driver.get(f"{hub.url}/hub/home")
             if user == "early":  # nothing of late's, and nothing of its own
                 time.sleep(2)

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.browser import browser_available, chromium
+from support.browser import browser_available, browser_login, chromium
 from support.hub import HubProcess, hub_available, timing
 from support.postgres import PostgresServer, postgres_available
 from support.requirements import require
-from test_apps_hub import browser_login, keep_failure
+from test_apps_hub import keep_failure
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.browser import browser_available, chromium, screenshot
+from support.browser import browser_available, browser_login, chromium, screenshot
 from support.hub import HubProcess, Response, http, hub_available, running_hub
 from support.requirements import require
 from test_apps_hub import assert_no_access, create_user
@@ -54,18 +54,8 @@ _pw_configure(c, store_url=c.PWSpawner.sessions_db_url, sharing=False)
 
 
 def login(driver: Any, hub: HubProcess, user: str) -> None:
-    """Log ``user`` in (the demo's dummy authenticator takes any password) on the sessions page."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    # Every cookie, those of the servers' paths too (/user/alice/: a server's own login), which
-    # delete_all_cookies() leaves when the page is elsewhere.
-    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
-    driver.get(f"{hub.url}/hub/login?next=%2Fhub%2Fsessions")
-    driver.find_element(By.ID, "username_input").send_keys(user)
-    driver.find_element(By.ID, "password_input").send_keys("any password")
-    driver.find_element(By.ID, "login_submit").click()
-    WebDriverWait(driver, 30).until(lambda d: "/hub/login" not in d.current_url)
+    """Log ``user`` in on the sessions page, with no cookie left of another user's apps."""
+    browser_login(driver, hub, user, next_path="/hub/sessions", forget_apps=True)
 
 
 def job_id(hub: HubProcess, user: str, server: str = "") -> str:

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.browser import browser_available, chromium, screenshot
+from support.browser import browser_available, browser_login, chromium, screenshot
 from support.hub import HubProcess, hub_available, running_hub, timing
 from support.requirements import require
 from support.slurm_cluster import (
@@ -51,7 +51,7 @@ from support.slurm_cluster import (
     run_as,
     slurm_available,
 )
-from test_apps_hub import browser_login, keep_failure, vnc_available
+from test_apps_hub import keep_failure, vnc_available
 
 from pw_spawner.schedulers.reasons import SLURM_REASONS
 from pw_spawner.schedulers.slurm import parse_scontrol

@@ -2,7 +2,8 @@
 
 ``chromium(profile_dir)`` starts Debian's chromium through chromedriver with flags that keep it off the
 network; ``screenshot(driver, name, for_docs=True)`` saves to ``test-artifacts/`` and, with
-``PW_UPDATE_DOC_SCREENSHOTS=1``, to ``docs/_static/screenshots/`` too.
+``PW_UPDATE_DOC_SCREENSHOTS=1``, to ``docs/_static/screenshots/`` too; ``browser_login(driver, hub,
+user)`` logs a user in to a test hub.
 """
 
 from __future__ import annotations
@@ -59,3 +60,26 @@ def screenshot(driver: Any, name: str, for_docs: bool = False) -> Path:
         DOC_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOC_SCREENSHOTS / name)
     return path
+
+
+def browser_login(driver: Any, hub: Any, user: str, *, next_path: str = "",
+                  forget_apps: bool = False) -> None:
+    """Log ``user`` in to ``hub`` (the demo's dummy authenticator takes any password), ending the
+    hub session of whoever was logged in. Cookies of other paths (the apps' own logins) stay, as
+    in real use, unless ``forget_apps``; ``next_path`` is where the hub goes after the login."""
+    from urllib.parse import quote
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    if forget_apps:
+        # Every cookie, those of the servers' paths too (/user/alice/), which delete_all_cookies()
+        # leaves when the page is elsewhere.
+        driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    else:
+        driver.get(f"{hub.url}/hub/logout")
+    driver.get(f"{hub.url}/hub/login" + (f"?next={quote(next_path, safe='')}" if next_path else ""))
+    driver.find_element(By.ID, "username_input").send_keys(user)
+    driver.find_element(By.ID, "password_input").send_keys("any password")
+    driver.find_element(By.ID, "login_submit").click()
+    WebDriverWait(driver, 30).until(lambda d: "/hub/login" not in d.current_url)
