@@ -287,3 +287,22 @@ async def test_the_job_helper_status_wakes_it(wakeup, processes):
     assert time.monotonic() - started < 30
     assert await processes[0].wait() == 0
     assert '"RUNNING"' in (Path(job_dir) / "service.json").read_text()
+
+
+async def test_a_stop_that_comes_as_the_job_writes_is_not_lost(wakeup):
+    """The job's byte and a cancellation (the hub's Stop) in the same turn of the event loop:
+    Python 3.11's wait_for then returns the inner wait's result and drops the cancellation; wait()
+    raises it all the same (a lost one kept a start following its job for minutes)."""
+    opened, path = wakeup
+    waiting = asyncio.ensure_future(opened.wait(30))
+    for _ in range(3):  # until it waits on the pipe
+        await asyncio.sleep(0)
+    writer = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        os.write(writer, b"\n")
+    finally:
+        os.close(writer)
+    opened._drain()  # what the loop runs for the readable pipe, here in the same turn as the Stop
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
