@@ -1,7 +1,7 @@
 """What validating the spawn options and rendering the submit script cost, per script.
 
 What it measures: for every profile and environment in ``profiles/`` (the shipped examples) and
-every scheduler kind (slurm, pbs, torque, local), the time of one
+every scheduler kind the registry has (slurm, pbs, torque, sge, lsf, local, controller), the time of one
 :func:`pw_spawner.profiles.validate_options` and of one :func:`pw_spawner.scripts.render_script`,
 each call timed on its own over many iterations (default 100), median and 99th percentile. The
 script is rendered with the environment a real PWSpawner hands its jobs (``get_env()``: the
@@ -27,11 +27,11 @@ from _common import command_line, machine_line, print_table
 from pw_spawner.apps import jupyter_launch
 from pw_spawner.options import validate_options
 from pw_spawner.profiles import build_profiles
+from pw_spawner.schedulers import scheduler_classes, scheduler_kinds
 from pw_spawner.scripts import ScriptRequest, render_script
 from pw_spawner.testing.spawners import make_spawner
 
 REPO = Path(__file__).resolve().parents[1]
-KINDS = ("slurm", "pbs", "torque", "local")
 
 
 def timed(call: Callable[[], object], iterations: int) -> tuple[list[float], object]:
@@ -76,11 +76,11 @@ def main() -> None:
                 options["environment"] = environment.slug
             validate_times, selection = timed(
                 lambda options=options: validate_options(profiles, options, groups=groups), args.iterations)
-            for kind in KINDS:
+            for kind in scheduler_kinds():
                 request = ScriptRequest(selection=selection, scheduler=kind, job_name="pw-alice",
                                         job_dir="/home/alice/.pw_spawner/jobs/pw-alice", app=app,
-                                        bind_ip="127.0.0.1" if kind == "local" else "0.0.0.0",
-                                        hub_env=hub_env)
+                                        bind_ip=scheduler_classes()[kind].default_bind_ip(), hub_env=hub_env,
+                                        walltime_warning_s=spawner.walltime_warning_minutes * 60)
                 render_times, script = timed(lambda request=request: render_script(request), args.iterations)
                 name = f"{profile.slug}/{environment.slug if environment else '-'}"
                 rows.append([name, kind, spread(validate_times), spread(render_times),
