@@ -140,3 +140,15 @@ def test_what_is_not_emulated_says_so(fake_pbs: FakeScheduler, argv: list[str]):
     assert result.returncode == 2
     assert "not emulated by pw_spawner's fake PBS" in result.stderr
     assert fake_pbs.jobs() == []
+
+
+def test_a_queued_job_has_the_schedulers_estimated_start(fake_pbs: FakeScheduler, tmp_path: Path):
+    fake_pbs.set_knobs(PW_FAKE_PENDING_SECONDS=600)
+    submitted = run("qsub", input="#!/bin/bash\ntrue\n", cwd=tmp_path)
+    job_id = submitted.stdout.strip()
+    data, _ = qstat_json(job_id)
+    job = data["Jobs"][job_id]
+    assert job["job_state"] == "Q"
+    submit = time.mktime(time.strptime(job["ctime"], "%a %b %d %H:%M:%S %Y"))
+    assert job["estimated"]["start_time"] == time.ctime(submit + 600)
+    run("qdel", job_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from datetime import datetime
 
 import pytest
 
@@ -198,3 +199,21 @@ async def test_the_fakes_end_reasons(flavor, request, tmp_path):
     assert await _ended(sched, pbs, tmp_path, "exit 3", "FAILED") == "FAILED"
     assert await _ended(sched, pbs, tmp_path, "sleep 30", "CANCELLED") == "CANCELLED"
     assert await _ended(sched, pbs, tmp_path, "sleep 30", "TIMEOUT", walltime="00:00:01") == "TIMEOUT"
+
+
+def test_pbs_pro_estimated_start_of_a_queued_job():
+    queued = parse_qstat_json(_pro_job("Q", comment="Not Running: Insufficient amount of resource",
+                                       estimated={"exec_vnode": "(node1:ncpus=2)",
+                                                  "start_time": "Wed Dec  2 14:05:00 2026"}))["7.srv"]
+    assert queued.estimated_start is not None
+    assert queued.estimated_start.replace(tzinfo=None) == datetime(2026, 12, 2, 14, 5)
+    # The text form of qstat -f says it as estimated.start_time.
+    torque_like = parse_qstat_text("Job Id: 8.srv\n    job_state = Q\n"
+                                   "    estimated.start_time = Thu Dec  3 08:00:00 2026\n", flavor="pro")
+    assert torque_like["8.srv"].estimated_start == datetime(2026, 12, 3, 8, 0).astimezone()
+    # Not for a running job, nor from a value that is no time.
+    running = parse_qstat_json(_pro_job("R", estimated={"start_time": "Wed Dec  2 14:05:00 2026"}))
+    assert running["7.srv"].estimated_start is None
+    for bad in ("soon", 1764684300, "Wed Dec 32 14:05:00 2026", "x" * 1000):
+        info = parse_qstat_json(_pro_job("Q", estimated={"start_time": bad}))["7.srv"]
+        assert info.estimated_start is None

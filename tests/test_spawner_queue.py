@@ -1,11 +1,13 @@
 """What the spawner says while its job waits in the queue: the scheduler's reason, its meaning in
 words, and the estimated start, on the spawn-pending page (progress events) and in the session's row,
-with the mocked Slurm (which estimates a pending job's start as the end of its set wait)."""
+with the mocked Slurm and PBS Pro (which estimate a pending job's start as the end of its set wait)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+
+import pytest
 
 from pw_spawner.sessions.journal import shared_store
 from pw_spawner.testing.plugin import FakeScheduler
@@ -14,11 +16,18 @@ PROFILES = [{"slug": "small", "display_name": "Small", "default": True,
              "job": {"cores": 1, "memory": "512M", "walltime": "00:30:00"}}]
 
 
-async def test_a_queued_job_shows_its_reason_and_estimated_start(fake_slurm: FakeScheduler,
+#: Per scheduler: its fake, and how its reason reads in the progress message.
+SAID = {"slurm": ("fake_slurm", "(Resources)"),
+        "pbs": ("fake_pbs", "(Not Running: Insufficient amount of resource)")}
+
+
+@pytest.mark.parametrize("kind", sorted(SAID))
+async def test_a_queued_job_shows_its_reason_and_estimated_start(kind: str, request: pytest.FixtureRequest,
                                                                  spawner_factory, tmp_path) -> None:
-    fake_slurm.set_knobs(PW_FAKE_PENDING_SECONDS=3)
+    fake: FakeScheduler = request.getfixturevalue(SAID[kind][0])
+    fake.set_knobs(PW_FAKE_PENDING_SECONDS=3)
     url = f"sqlite:///{tmp_path / 'sessions.sqlite'}"
-    spawner = spawner_factory(scheduler="slurm", profile_list=PROFILES, bind_ip="127.0.0.1",
+    spawner = spawner_factory(scheduler=kind, profile_list=PROFILES, bind_ip="127.0.0.1",
                               connect_host="127.0.0.1", sessions_db_url=url)
     start = asyncio.ensure_future(spawner.start())
     try:
@@ -30,7 +39,7 @@ async def test_a_queued_job_shows_its_reason_and_estimated_start(fake_slurm: Fak
         queued = [e["message"] for e in spawner._events if "is queued" in e["message"]]
         job_id = spawner.job.job_id
         assert queued, spawner._events
-        assert queued[0].startswith(f"Job {job_id} is queued (Resources): waiting for free resources, "
+        assert queued[0].startswith(f"Job {job_id} is queued {SAID[kind][1]}: waiting for free resources, "
                                     "estimated start ")
         rows, _ = await (await shared_store(url)).list(user=spawner.user.name)
         assert rows[0].detail.startswith("queued: waiting for free resources (estimated start ")

@@ -12,6 +12,11 @@ Negative codes are PBS's own (OpenPBS's job.h ``JOB_EXEC_*``; Torque's manual, "
 and the two differ: PBS Pro -29 is the walltime, -27 and -26 memory (mem, vmem), -28 CPU time, -24
 and -25 more CPUs than asked; Torque -11 is the walltime, -10 memory, -12 CPU time; the others
 are a job that could not be started (LAUNCH_FAILED).
+
+When a queued job is expected to start is PBS Pro's ``estimated.start_time`` (written by the
+scheduler where it plans ahead: ``strict_ordering`` or a ``backfill_depth``), a time in the
+``ctime`` form (``Wed Dec  2 14:05:00 2026``) in the server's local time, taken to be the hub's.
+Torque has none.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime
 
 from ..profiles import JobSpec, format_walltime
 from ..remote.executor import Executor, ExecutorError
@@ -109,6 +115,17 @@ def _end_reason(lower: dict, raw: str, exit_code: int | None, flavor: str) -> st
     return reasons.CANCELLED if exit_code - 256 in (_SIGTERM, _SIGKILL) else reasons.KILLED
 
 
+def parse_pbs_time(value: object) -> datetime | None:
+    """A time as qstat prints it (``Wed Dec  2 14:05:00 2026``, the server's local time),
+    timezone-aware; None for anything else."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return datetime.strptime(value.strip(), "%a %b %d %H:%M:%S %Y").astimezone()
+    except ValueError:
+        return None
+
+
 def _info(job_id: str, attrs: dict, flavor: str = "pro") -> JobInfo:
     """A JobInfo from one job's qstat attributes (keys as qstat spells them)."""
     lower = {k.lower(): v for k, v in attrs.items()}
@@ -123,8 +140,11 @@ def _info(job_id: str, attrs: dict, flavor: str = "pro") -> JobInfo:
         # PBS marks a job that the scheduler killed (qdel, walltime) with a negative or >256 code.
         state = JobState.CANCELLED if exit_code in (-3, 271, 265) else JobState.FAILED
     host = str(lower.get("exec_host") or "").split("+")[0].split("/")[0] or None
+    estimate = parse_pbs_time(_resource(lower, "estimated", "start_time")) \
+        if state is JobState.PENDING else None
     return JobInfo(job_id, state, raw, reason=str(lower.get("comment") or ""), node=host,
-                   exit_code=exit_code, end_reason=_end_reason(lower, raw, exit_code, flavor))
+                   exit_code=exit_code, end_reason=_end_reason(lower, raw, exit_code, flavor),
+                   estimated_start=estimate)
 
 
 def parse_qstat_json(text: str) -> dict[str, JobInfo]:

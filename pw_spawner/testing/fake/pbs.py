@@ -397,6 +397,9 @@ def _pro_tail(job: Job, started: bool, finished: bool) -> list[tuple[str, str | 
     else:
         comment = "Not Running: Insufficient amount of resource"
     attrs: list[tuple[str, str | None, Any]] = [("comment", None, comment)]
+    wait = job.get("pending_seconds") or 0
+    if not started and not finished and wait:  # the scheduler's plan: when the set wait is over
+        attrs.append(("estimated", "start_time", time.ctime(job["submit_time"] + wait)))
     if finished and (status := _exit_status(job)) is not None:
         attrs.append(("Exit_status", None, status))
     if job["submit_args"]:
