@@ -24,8 +24,8 @@ squeue has two back ends (``squeue=`` of :class:`MockCluster`):
   on each call (40 ms of CPU a call at 10 jobs, 130 ms at 1,000; ~14 MB each). A thousand of them
   at once, which batchspawner runs at hub start, would hold ~14 GB.
 - ``table`` (default): the shim answers with ``awk`` from ``squeue.table``, the fake squeue's
-  own answer for every job (``%i|%T|%r|%N|%j|%B|%u``) taken once the jobs run, rendering the
-  ``-o`` format asked for (``%i %T %r %N %j %B %u``), honouring ``-j`` (one unknown id: Slurm's
+  own answer for every job (``%i|%T|%r|%N|%j|%B|%u|%S``) taken once the jobs run, rendering the
+  ``-o`` format asked for (``%i %T %r %N %j %B %u %S``), honouring ``-j`` (one unknown id: Slurm's
   "Invalid job id specified", exit 1) and ``-h``. A few ms of CPU a call, nearer a real squeue
   client's 7 to 9 ms. The jobs do not change state during a benchmark, so the table stays true.
 
@@ -52,7 +52,7 @@ from pw_spawner.testing.plugin import KNOBS, FakeScheduler, install_fake_schedul
 COMMANDS = ("squeue", "scontrol", "sacct", "sbatch", "scancel")
 #: Commands that ask the scheduler about jobs (what "scheduler queries" counts).
 QUERIES = ("squeue", "scontrol", "sacct")
-TABLE_FORMAT = "%i|%T|%r|%N|%j|%B|%u"
+TABLE_FORMAT = "%i|%T|%r|%N|%j|%B|%u|%S"
 
 SQUEUE_AWK = r"""
 # squeue from a table: the benchmark's cheap stand-in (see benchmarks/_mock_slurm.py).
@@ -73,7 +73,7 @@ BEGIN {
     }
     n = split(ids, want, ",")
     for (k = 1; k <= n; k++) wanted[want[k]] = 1
-    letters = "iTrNjBu"
+    letters = "iTrNjBuS"
     found = 0
     while ((getline line < TABLE) > 0) {
         split(line, f, "|")
