@@ -114,19 +114,25 @@ def assert_kept(hub: HubProcess, user: str, before: dict[str, Any], profile_dir:
     assert cells[8] == "finished: cancelled" and "Relaunch" in cells[9], cells
 
 
+def restarted_keeps(hub: HubProcess, user: str, profile_dir: Path) -> dict[str, Any]:
+    """Start the hub, finish a session of ``user``, restart the hub: its row is still shown."""
+    try:
+        hub.start(timeout=60)
+        before = finished_session(hub, user)
+        restart(hub)
+        assert_kept(hub, user, before, profile_dir)
+    finally:
+        hub.stop()
+    assert not hub.leftovers, f"processes outlived the hub: {hub.leftovers}"
+    return before
+
+
 @pytest.mark.postgres
 def test_rows_survive_a_hub_restart_on_postgresql(postgres: PostgresServer, tmp_path: Path) -> None:
     url = postgres.create_database()
     database = url.rsplit("/", 1)[1]
     hub = HubProcess(tmp_path / "hub", extra_config=postgres_config(url))
-    try:
-        hub.start(timeout=60)
-        before = finished_session(hub, "pg-user")
-        restart(hub)
-        assert_kept(hub, "pg-user", before, tmp_path / "chromium")
-    finally:
-        hub.stop()
-    assert not hub.leftovers, f"processes outlived the hub: {hub.leftovers}"
+    before = restarted_keeps(hub, "pg-user", tmp_path / "chromium")
     # The rows are PostgreSQL's, and no SQLite file stood in for it.
     with postgres.connect(database) as conn:
         stored = conn.execute("SELECT job_id, state, end_reason FROM pw_sessions WHERE user_name = %s",
@@ -137,12 +143,5 @@ def test_rows_survive_a_hub_restart_on_postgresql(postgres: PostgresServer, tmp_
 
 def test_rows_survive_a_hub_restart_on_sqlite(tmp_path: Path) -> None:
     hub = HubProcess(tmp_path / "hub")
-    try:
-        hub.start(timeout=60)
-        before = finished_session(hub, "sqlite-user")
-        restart(hub)
-        assert_kept(hub, "sqlite-user", before, tmp_path / "chromium")
-    finally:
-        hub.stop()
-    assert not hub.leftovers, f"processes outlived the hub: {hub.leftovers}"
+    restarted_keeps(hub, "sqlite-user", tmp_path / "chromium")
     assert (hub.state_dir / "pw_sessions.sqlite").exists()

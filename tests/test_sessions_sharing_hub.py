@@ -178,6 +178,17 @@ def hub(app_script: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 @pytest.mark.browser
+def kept_out(hub: HubProcess, token: str, who: str, lab_ws: str, dash_ws: str, bokeh_token: str) -> None:
+    """``token`` reaches none of alice's apps: a 403 or the hub's login on every page, and neither
+    websocket (Jupyter's events, a Bokeh session) opens."""
+    for path in ("/user/alice/api/status", "/user/alice/lab", "/user/alice/dash/dashboard"):
+        resp = get(hub, path, token)
+        assert_no_access(resp, hub, f"{who} on {path}")
+        assert TITLE not in resp.text and "started" not in resp.text
+    assert isinstance(handshake(lab_ws, token), Exception)
+    assert isinstance(bokeh_session(dash_ws, {"Authorization": f"token {token}"}, bokeh_token), Exception)
+
+
 def test_sharing_off_offers_no_share_and_the_hub_refuses(app_script: Path, driver: Any,
                                                          tmp_path_factory: pytest.TempPathFactory) -> None:
     # A hub of this test alone, stopped before the sharing hub starts: one hub at a time.
@@ -266,13 +277,7 @@ def test_a_shared_user_gets_in_a_third_does_not_and_revoke_ends_it(hub: HubProce
     session = bokeh_session(dash_ws, {"Authorization": f"token {bob}"}, session_token(page.text))
     assert not isinstance(session, Exception), f"bob's Bokeh session failed: {session!r}"
     assert session["ack"]["msgtype"] == "ACK"
-    for path in ("/user/alice/api/status", "/user/alice/lab", "/user/alice/dash/dashboard"):
-        resp = get(hub, path, carol)
-        assert_no_access(resp, hub, f"carol on {path}")
-        assert TITLE not in resp.text and "started" not in resp.text
-    assert isinstance(handshake(lab_ws, carol), Exception)
-    assert isinstance(bokeh_session(dash_ws, {"Authorization": f"token {carol}"}, session_token(page.text)),
-                      Exception)
+    kept_out(hub, carol, "carol", lab_ws, dash_ws, session_token(page.text))
     shares = hub.api("GET", "/shares/alice", token=alice).json()["items"]
     assert sorted((s["server"]["name"], s["user"]["name"]) for s in shares) == [("", "bob"), ("dash", "bob")]
 
@@ -300,13 +305,7 @@ def test_a_shared_user_gets_in_a_third_does_not_and_revoke_ends_it(hub: HubProce
 
     wait_until(bob_is_out, REVOKE_SECONDS + 10, "bob's access ended")
     print(f"\nTIMING revoke to bob's 403: {time.monotonic() - revoked:.1f} s")
-    for path in ("/user/alice/api/status", "/user/alice/lab", "/user/alice/dash/dashboard"):
-        resp = get(hub, path, bob)
-        assert_no_access(resp, hub, f"bob on {path} after revoke")
-        assert TITLE not in resp.text and "started" not in resp.text
-    assert isinstance(handshake(lab_ws, bob), Exception)
-    assert isinstance(bokeh_session(dash_ws, {"Authorization": f"token {bob}"}, session_token(page.text)),
-                      Exception)
+    kept_out(hub, bob, "bob after revoke", lab_ws, dash_ws, session_token(page.text))
     login(driver, hub, "bob")
     driver.get(f"{hub.url}/user/alice/api/status")
     assert '"started"' not in driver.page_source

@@ -8,6 +8,10 @@ the sessions store the spawners write (:mod:`.journal`), joined with what the hu
 (whether the server is still active, its URL). :func:`configure_sessions_page` turns it all on from
 ``jupyterhub_config.py``, with sharing: the page's Share action makes a share code through the hub's
 own API (JupyterHub 5+), so the hub, not this module, decides who may share and who gets in.
+Relaunch and Settings go through ``/hub/sessions/api/relaunch`` (:class:`RelaunchAPIHandler`),
+which hands back a session's own stored options; every hub page's note of a session about to
+reach its walltime (``static/ending.js``, included by ``templates/hub/page.html``) reads the JSON
+view.
 """
 
 from __future__ import annotations
