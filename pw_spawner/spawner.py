@@ -1137,6 +1137,9 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
         journal = getattr(self, "session_journal", None)
         if journal is None or journal.record.ends is None or self._ends_at_seen:
             return
+        warned = scheduler_class(self.scheduler_kind).warns_before_walltime
+        if not (self.walltime_warning_minutes and warned):
+            return  # no warning was asked for: the job writes no ENDS_AT to read
         left = (journal.record.ends - datetime.now(timezone.utc)).total_seconds()
         if left > self.walltime_warning_minutes * 60 + 120 or time.monotonic() - self._ends_read_at < 60:
             return

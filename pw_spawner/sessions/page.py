@@ -60,7 +60,7 @@ def row_json(record: SessionRecord, *, now: datetime, active: bool, base_url: st
     if record.state == "running" and record.ends is not None:
         detail = f"{detail}, {time_left(record.ends, now)}"
         ending_soon = bool(warn_before) and record.ends - now <= warn_before
-    spawn_path = quote(record.user) + (f"/{quote(record.server_name)}" if record.server_name else "")
+    spawn_path = _server_path(record.user, record.server_name)
     return {
         "user": record.user, "server_name": record.server_name, "job_id": record.job_id,
         "app": record.app, "app_name": app_name or record.app, "profile": record.profile,
@@ -125,6 +125,12 @@ async def _purge_now_and_then(store: Any) -> None:
     if now - _PURGED.get(id(store), -PURGE_EVERY) >= PURGE_EVERY:
         _PURGED[id(store)] = now
         await store.purge()
+
+
+def _server_path(user: str, server_name: str) -> str:
+    """``alice/desk`` (``alice`` for the default server), quoted: the tail of the hub's spawn and
+    spawn-pending URLs."""
+    return quote(user) + (f"/{quote(server_name)}" if server_name else "")
 
 
 def _spawner_of(owner: Any, server_name: str) -> Any:
@@ -245,7 +251,7 @@ class RelaunchAPIHandler(_SessionsMixin, APIHandler):
         if record is None or owner is None:
             raise web.HTTPError(404, "no such session")
         target = record.server_name
-        current = owner.spawners[target] if target in owner.orm_spawners else None
+        current = _spawner_of(owner, target)
         if current is not None and (current.active or current.pending):
             target = next_session_name(owner)
         if target not in owner.orm_spawners:
@@ -253,7 +259,7 @@ class RelaunchAPIHandler(_SessionsMixin, APIHandler):
             spawner = owner.get_or_create_spawner(target, target, replace_failed=True)
         else:
             spawner = owner.get_spawner(target, replace_failed=True)
-        spawn_path = quote(owner.name) + (f"/{quote(target)}" if target else "")
+        spawn_path = _server_path(owner.name, target)
         base = self.hub.base_url
         answer: dict[str, Any] = {"server_name": target, "spawn_url": f"{base}spawn/{spawn_path}",
                                   "pending_url": f"{base}spawn-pending/{spawn_path}"}
