@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.browser import browser_available, browser_login, chromium, screenshot
+from support.browser import browser_available, browser_login, chromium, screenshot, submit_spawn_form
 from support.hub import HubProcess, Response, group_members, http, hub_available, running_hub, timing
 from support.requirements import require
 
@@ -382,14 +382,7 @@ def test_vnc_desktop_from_the_spawn_form_in_chromium(hub: HubProcess, driver) ->
     Select(driver.find_element(By.ID, "pw-app--apps")).select_by_value("vnc")
     Select(driver.find_element(By.ID, "pw-resolution--apps")).select_by_value("1024x768")
     started = time.monotonic()
-    button = driver.find_element(By.CSS_SELECTOR, "#spawn_form button[type=submit]")
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", button)
-    # Clickable once nothing covers its middle (the page may still be laying out).
-    WebDriverWait(driver, 10).until(lambda d: d.execute_script(
-        "const r = arguments[0].getBoundingClientRect();"
-        "const e = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);"
-        "return e === arguments[0] || arguments[0].contains(e);", button))
-    button.click()
+    submit_spawn_form(driver)
     try:
         # The progress page, then the hub sends the browser to the server, which logs it in
         # (OAuth) and lands on noVNC through the job's index page.

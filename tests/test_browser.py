@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.browser import ARTIFACTS, browser_available, chromium, screenshot
+from support.browser import ARTIFACTS, browser_available, chromium, screenshot, submit_spawn_form
 from support.hub import HubProcess, group_members, hub_available, running_hub, timing
 from support.requirements import require
 
@@ -88,12 +88,6 @@ def set_text(element, text: str) -> None:
     element.send_keys(text)
 
 
-def submit(driver) -> None:
-    button = driver.find_element(By.CSS_SELECTOR, "#spawn_form button[type=submit]")
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
-    button.click()
-
-
 @pytest.mark.usefixtures("on_failure_keep_page")
 def test_spawn_form_shows_profiles(driver, hub: HubProcess) -> None:
     open_spawn_form(driver, hub)
@@ -109,7 +103,7 @@ def test_spawn_form_shows_profiles(driver, hub: HubProcess) -> None:
 def test_bad_env_line_comes_back_with_error_and_typed_text(driver, hub: HubProcess) -> None:
     open_spawn_form(driver, hub)
     set_text(driver.find_element(By.ID, "pw-env"), "NOT A PAIR")
-    submit(driver)
+    submit_spawn_form(driver)
     error = wait(driver).until(ec.visibility_of_element_located((By.CSS_SELECTOR, ".spawn-error-msg")))
     assert "env: line 1: expected NAME=value" in error.text, error.text
     assert driver.find_element(By.ID, "pw-env").get_attribute("value") == "NOT A PAIR"
@@ -124,7 +118,7 @@ def test_spawn_to_jupyterlab_and_stop(driver, hub: HubProcess) -> None:
     Select(driver.find_element(By.ID, "pw-profile")).select_by_value("demo-small")
     set_text(driver.find_element(By.ID, "pw-hours--demo-small"), "2")
     started = time.monotonic()
-    submit(driver)
+    submit_spawn_form(driver)
 
     wait(driver).until(lambda d: "/spawn-pending/" in d.current_url or "/user/" in d.current_url)
     if "/spawn-pending/" in driver.current_url:

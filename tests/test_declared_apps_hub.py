@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.browser import browser_available, browser_login, chromium, screenshot
+from support.browser import browser_available, browser_login, chromium, screenshot, submit_spawn_form
 from support.hub import HubProcess, group_members, http, hub_available, running_hub, timing
 from support.requirements import require
 from test_apps_hub import (
@@ -378,13 +378,7 @@ def test_declared_app_from_the_spawn_form_in_chromium(hub: HubProcess, driver) -
     assert "Bokeh dashboard" in [option.text for option in menu.options]
     menu.select_by_value(APP)
     started = time.monotonic()
-    button = driver.find_element(By.CSS_SELECTOR, "#spawn_form button[type=submit]")
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", button)
-    WebDriverWait(driver, 10).until(lambda d: d.execute_script(
-        "const r = arguments[0].getBoundingClientRect();"
-        "const e = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);"
-        "return e === arguments[0] || arguments[0].contains(e);", button))
-    button.click()
+    submit_spawn_form(driver)
     try:
         # The progress page, then the hub sends the browser to the landing path, which logs it in
         # (OAuth) and shows the dashboard; its counter moves only if the websocket session works.

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import pytest
-from support.browser import browser_available, browser_login, chromium, screenshot
+from support.browser import browser_available, browser_login, chromium, screenshot, submit_spawn_form
 from support.hub import HubProcess, http, hub_available, running_hub
 from support.requirements import require
 
@@ -124,6 +124,21 @@ def test_a_filtered_scope_reads_that_users_rows_only(hub: HubProcess) -> None:
     assert status == 200 and all(r["user"] == "carol" for r in own)
 
 
+def edit_hours_and_start(driver: Any, url_part: str, profile: str, shown: str, wanted: str) -> None:
+    """On the spawn form Settings opened (its URL holds ``url_part``): ``profile`` chosen and its
+    hours pre-filled with ``shown``; changed to ``wanted``, then Start."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    hours = WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, f"pw-hours--{profile}"))
+    assert url_part in driver.current_url
+    assert driver.find_element(By.ID, "pw-profile").get_attribute("value") == profile
+    assert hours.get_attribute("value") == shown
+    hours.clear()
+    hours.send_keys(wanted)
+    submit_spawn_form(driver)
+
+
 def relaunch(hub: HubProcess, token: str | None, body: Any) -> tuple[int, dict[str, Any]]:
     headers = {"Authorization": f"token {token}"} if token else {}
     resp = http("POST", f"{hub.url}/hub/sessions/api/relaunch", body=json.dumps(body), headers=headers,
@@ -204,15 +219,7 @@ def test_the_page_in_chromium_shows_the_rows_and_cancels(hub: HubProcess, tmp_pa
         # Settings: the spawn form, pre-filled with this session's options; one edit, then start.
         row = driver.find_element(By.CSS_SELECTOR, f"tr[data-job-id='{wanted}']")
         row.find_element(By.XPATH, ".//button[text()='Settings']").click()
-        hours = WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "pw-hours--demo-small"))
-        assert f"/hub/spawn/{user}" in driver.current_url
-        assert driver.find_element(By.ID, "pw-profile").get_attribute("value") == "demo-small"
-        assert hours.get_attribute("value") == "3"
-        hours.clear()
-        hours.send_keys("2")
-        start = driver.find_element(By.CSS_SELECTOR, "#spawn_form button[type=submit]")
-        driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", start)
-        start.click()
+        edit_hours_and_start(driver, f"/hub/spawn/{user}", "demo-small", "3", "2")
         hub.wait_ready(user, timeout=90)
         again = job_id(hub, user)
         assert again != wanted

@@ -52,6 +52,7 @@ from support.slurm_cluster import (
     slurm_available,
 )
 from test_apps_hub import keep_failure, vnc_available
+from test_sessions_hub import edit_hours_and_start
 
 from pw_spawner.schedulers.reasons import SLURM_REASONS
 from pw_spawner.schedulers.slurm import parse_scontrol
@@ -417,22 +418,13 @@ def test_out_of_memory_on_a_recorded_state(hub: HubProcess, driver: Any) -> None
 def test_relaunch_with_edited_hours(hub: HubProcess, cluster: SlurmCluster, token: str, driver: Any) -> None:
     """Settings on the cancelled session's finished row: the spawn form, its hours pre-filled with the
     session's 2; edited to 3 and submitted, a new job on Slurm whose row has 3 hours."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     old = wait_row(hub, token, server_row("queued", "finished"), timeout=10, what="of the cancelled session")
     open_sessions_page(driver, hub)
     try:
         page_cells(driver, old["job_id"], state="finished")
         click_in_row(driver, old["job_id"], "Settings")
-        hours = WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "pw-hours--lab"))
-        assert f"/hub/spawn/{USER}/queued" in driver.current_url
-        assert driver.find_element(By.ID, "pw-profile").get_attribute("value") == "lab"
-        assert hours.get_attribute("value") == "2"
-        hours.clear()
-        hours.send_keys("3")
-        driver.find_element(By.CSS_SELECTOR, "form#spawn_form button[type=submit], "
-                                             "form#spawn_form input[type=submit]").click()
+        edit_hours_and_start(driver, f"/hub/spawn/{USER}/queued", "lab", "2", "3")
         hub.wait_ready(USER, "queued", timeout=120)
     except Exception:
         keep_failure(driver, "sessions-relaunch")

@@ -3,7 +3,7 @@
 ``chromium(profile_dir)`` starts Debian's chromium through chromedriver with flags that keep it off the
 network; ``screenshot(driver, name, for_docs=True)`` saves to ``test-artifacts/`` and, with
 ``PW_UPDATE_DOC_SCREENSHOTS=1``, to ``docs/_static/screenshots/`` too; ``browser_login(driver, hub,
-user)`` logs a user in to a test hub.
+user)`` logs a user in to a test hub, ``submit_spawn_form(driver)`` presses the spawn form's Start.
 """
 
 from __future__ import annotations
@@ -83,3 +83,18 @@ def browser_login(driver: Any, hub: Any, user: str, *, next_path: str = "",
     driver.find_element(By.ID, "password_input").send_keys("any password")
     driver.find_element(By.ID, "login_submit").click()
     WebDriverWait(driver, 30).until(lambda d: "/hub/login" not in d.current_url)
+
+
+def submit_spawn_form(driver: Any) -> None:
+    """Press the spawn form's Start: scrolled to at once (a smooth scroll may still be moving when
+    the click lands) and clicked once nothing covers its middle (the page may still lay out)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    button = driver.find_element(By.CSS_SELECTOR, "#spawn_form button[type=submit]")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", button)
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script(
+        "const r = arguments[0].getBoundingClientRect();"
+        "const e = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);"
+        "return e === arguments[0] || arguments[0].contains(e);", button))
+    button.click()
