@@ -19,7 +19,7 @@ tries), so a stub hub API answers its version check on 127.0.0.1; nothing else o
 so the proxy and database work of a real spawn is left out of both figures alike.
 
 PWSpawner runs the local target's jobs below the hub's CPU priority (``job_niceness``, default
-10), LocalProcessSpawner at it: a third row, "PWSpawner (job_niceness 0)", is PWSpawner at the
+19), LocalProcessSpawner at it: a third row, "PWSpawner (job_niceness 0)", is PWSpawner at the
 hub's priority, the like-for-like comparison of the spawners' own work (on a machine where the
 benchmark's own probes compete for the CPU, a niced app boots a little later).
 

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .templates.job_helper import listening_sockets
+
 #: The most of service.json the hub reads; a real record is a few hundred bytes.
 MAX_SERVICE_BYTES = 64 * 1024
 #: How much of a job's message reaches the spawn page and the hub's log.
@@ -290,25 +292,15 @@ def app_host(status: ServiceStatus, *, on_hub_side: bool, node: str | None, conn
     return node
 
 
-def listener_uids(port: int, proc_net: Iterable[str] = ("/proc/net/tcp", "/proc/net/tcp6")) -> set[int]:
+def listener_uids(port: int, proc_net: Iterable[str] | None = None) -> set[int]:
     """The uids of the sockets listening on TCP ``port`` of this host (loopback or any address).
 
-    Read from /proc/net/tcp{,6}, which every account may read: on the hub host this tells whether a
-    port a job reported is held by the job's own account, or by the hub, its proxy, or anyone else.
+    Every account may ask (netlink's sock_diag, or /proc/net/tcp where that is not allowed, or the
+    tables ``proc_net`` names): on the hub host this tells whether a port a job reported is held by
+    the job's own account, or by the hub, its proxy, or anyone else. The job's helper asks the same
+    question, with the same code, before it says RUNNING.
     """
-    uids: set[int] = set()
-    wanted = f"{port:04X}"
-    for path in proc_net:
-        try:
-            lines = Path(path).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            # sl local_address rem_address st tx:rx tr:tm retrnsmt uid ...; 0A is LISTEN.
-            if len(parts) > 7 and parts[3] == "0A" and parts[1].rsplit(":", 1)[-1] == wanted:
-                uids.add(int(parts[7]))
-    return uids
+    return {uid for uid, _ in listening_sockets(port, proc_net)}
 
 
 def write_service_json(job_dir: str | os.PathLike, status: ServiceStatus) -> Path:

@@ -7,7 +7,8 @@ surviving the JSON round trip exactly, and pokes the hub's wake-up pipe where th
 writing through a symbolic link or into a file that is not a pipe; that ``port`` prints a free port
 and records it; that ``ready`` and ``listen-wait`` tell a listener of the job's own process tree
 (exit 0, RUNNING written) from someone else's (exit 3), a process that ended (4) and a timeout (5);
-and that ``secret`` prints a fresh 48-digit hex token each time.
+that ``secret`` prints a fresh 48-digit hex token each time; and that the question of who listens
+on a port (asked of netlink, else of /proc/net/tcp) names the same listener either way.
 """
 
 from __future__ import annotations
@@ -342,3 +343,55 @@ def test_secret_is_48_hex_digits_and_fresh_each_time(job_dir):
 def test_unknown_command_is_exit_2(job_dir):
     result = helper(job_dir, "frobnicate")
     assert result.returncode == 2 and "unknown command" in result.stderr
+
+
+# ---- who listens on a port (the hub asks the same function, pw_spawner.status.listener_uids)
+
+PROC_NET = ("/proc/net/tcp", "/proc/net/tcp6")
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6 dual stack"])
+def test_netlink_and_proc_net_tcp_name_the_same_listener(family):
+    from pw_spawner.templates import job_helper
+
+    if family == "ipv4":
+        server = socket.create_server(("127.0.0.1", 0))
+    else:
+        server = socket.create_server(("::", 0), family=socket.AF_INET6, dualstack_ipv6=True)
+    with server, socket.socket() as unrelated:
+        port = server.getsockname()[1]
+        unrelated.bind(("127.0.0.1", 0))
+        unrelated.listen()
+        inode = os.fstat(server.fileno()).st_ino
+        found = job_helper._listening_by_netlink(port)
+        assert found == {(os.geteuid(), inode)} == job_helper._listening_in_proc(port, PROC_NET)
+        # A connection to it is not a listener.
+        with socket.create_connection(("127.0.0.1", port)):
+            assert job_helper.listening_sockets(port) == found
+    assert job_helper.listening_sockets(port) == set()
+
+
+def test_without_netlink_the_helper_reads_proc_net_tcp(monkeypatch):
+    from pw_spawner.templates import job_helper
+
+    def refused(port):
+        raise PermissionError(13, "sock_diag refused")
+
+    monkeypatch.setattr(job_helper, "_listening_by_netlink", refused)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        assert job_helper.listening_sockets(port) == {(os.geteuid(), os.fstat(server.fileno()).st_ino)}
+
+
+def test_a_malformed_or_refused_netlink_answer_is_an_error_not_a_listener():
+    import struct
+
+    from pw_spawner.templates import job_helper
+
+    found: set = set()
+    with pytest.raises(OSError):
+        job_helper._read_dump(struct.pack("=IHHII", 8, 20, 0, 1, 0), 80, found)
+    with pytest.raises(OSError) as raised:
+        job_helper._read_dump(struct.pack("=IHHIIi", 20, 2, 0, 1, 0, -1), 80, found)
+    assert raised.value.errno == 1
+    assert job_helper._read_dump(struct.pack("=IHHII", 16, 3, 0, 1, 0), 80, found) and not found

@@ -1,6 +1,7 @@
 """Tests of the local target's job runner (pw_spawner/schedulers/local_runner.py, run as
 ``python -I -S local_runner.py submit|cancel|status DIR``) and of the LocalScheduler that drives
-it: that submit writes job.sh, job.pid and job.out and starts the job in a session of its own, from
+it: that submit writes job.sh, job.pid and job.out and starts the job in a session of its own (at
+the niceness given, its session's scheduling group too), from
 $HOME, with stdin from /dev/null, output to job.out, the runner's interpreter in PW_RUNNER_PYTHON and
 no descriptor of the runner's caller; that it refuses a job directory that is a symbolic link, a
 file or another account's; that status and cancel tell and end jobs (the whole process group, also
@@ -39,8 +40,10 @@ NOBODY = 65534
 def runner(*args: str, script: str | None = None, env: dict | None = None,
            pass_fds: tuple[int, ...] = ()) -> subprocess.CompletedProcess:
     """The runner as the scheduler runs it, as a command."""
+    # In a session of its own, as the hub's executor starts every command.
     return subprocess.run([sys.executable, "-I", "-S", RUNNER, *args], input=script or "",
-                          capture_output=True, text=True, timeout=60, env=env, pass_fds=pass_fds)
+                          capture_output=True, text=True, timeout=60, env=env, pass_fds=pass_fds,
+                          start_new_session=True)
 
 
 def stat_fields(pid: int) -> list[str] | None:
@@ -120,6 +123,33 @@ def test_submit_writes_the_jobs_files_and_prints_its_pid(tmp_path, jobs):
     out = job_dir / "job.out"
     assert out.read_text() == "hello\n"
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def autogroup_nice(pid: int) -> int | None:
+    """The niceness of the process's session's scheduling group (None without autogroups)."""
+    try:
+        return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def test_the_runner_and_its_job_run_at_the_niceness_given(tmp_path, jobs):
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    own_group = autogroup_nice(os.getpid())
+    # The job prints its niceness and its session group's (the runner's own it inherits).
+    script = 'echo "$(cut -d" " -f19 /proc/$$/stat) $(cut -d" " -f3 /proc/self/autogroup 2>/dev/null)"\n'
+    seen = {}
+    for name, niceness in (("plain", ()), ("niced", ("7",))):
+        result = runner("submit", str(tmp_path / name), *niceness, script=script)
+        assert result.returncode == 0, result.stderr
+        jobs.append(int(result.stdout))
+        finished_status(tmp_path / name)
+        seen[name] = (tmp_path / name / "job.out").read_text().split()
+    assert int(seen["plain"][0]) == mine and int(seen["niced"][0]) == min(19, mine + 7)
+    if own_group is not None:
+        assert (int(seen["plain"][1]), int(seen["niced"][1])) == (0, 7)
+    # The runner lowered only its own session's group, not that of whoever started it.
+    assert autogroup_nice(os.getpid()) == own_group
 
 
 def test_the_job_runs_detached_from_home_with_its_own_stdio_and_env(tmp_path, jobs):

@@ -62,6 +62,25 @@ def _unlink(path: str) -> None:
         pass
 
 
+def _lower_own_priority(niceness: int) -> None:
+    """Run the rest of this submit at the job's priority (its session's group too, see _WRAPPER).
+
+    The hub starts each command in a session of its own: at the hub's priority, a hundred submits
+    at once would each weigh as much as the hub while they run. The session's group is lowered
+    only where the session is this command's (led by this process, or by the ``sudo`` or shell
+    that runs it), never the group of a shell someone ran the runner from.
+    """
+    if niceness <= 0:
+        return
+    if os.getsid(0) in (os.getpid(), os.getppid()):
+        try:
+            with open("/proc/self/autogroup", "w") as handle:
+                handle.write(str(niceness))
+        except OSError:
+            pass  # no autogroups (another kernel, or switched off): the niceness alone then
+    os.nice(niceness)
+
+
 def submit(job_dir: str, niceness: int = 0) -> int:
     """Start the script on stdin in ``job_dir`` (detached), ``niceness`` below this process's priority."""
     script = sys.stdin.read()
@@ -105,8 +124,6 @@ def submit(job_dir: str, niceness: int = 0) -> int:
                 pass  # the directory's own descriptor, closed since
     # A session of its own (it outlives this runner and the hub); stdin from /dev/null, output to
     # job.out.
-    if niceness > 0:
-        os.nice(niceness)  # inherited by the job (this runner exits at once)
     pid = os.posix_spawn(
         "/bin/bash",
         ["/bin/bash", "-c", _WRAPPER, "pw-job", path, os.path.join(job_dir, "exitcode"), str(niceness)], env,
@@ -219,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(job_status(job_dir)))
         return 0
     if submitting:
-        return submit(args[1], int(args[2]) if len(args) == 3 else 0)
+        niceness = int(args[2]) if len(args) == 3 else 0
+        _lower_own_priority(niceness)
+        return submit(args[1], niceness)
     return cancel(args[1])
 
 

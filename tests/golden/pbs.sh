@@ -151,21 +151,79 @@ def write(directory, record):
         os.close(wake)
 
 
-def listening_inodes(port):
-    inodes = set()
+def listening_sockets(port, proc_net=None):
+    """(uid, inode) of each socket listening on TCP ``port`` of this host (IPv4 and IPv6).
+
+    Asked of the kernel over netlink (sock_diag: listening sockets on that port only), which costs
+    the same however many connections the host holds. /proc/net/tcp, the fallback where netlink is
+    not allowed (and what ``proc_net`` names), makes the kernel walk its whole connection table at
+    each read: milliseconds on a host with a large table, and a hundred starting jobs read it often.
+    """
+    if proc_net is None:
+        try:
+            return _listening_by_netlink(port)
+        except OSError:
+            proc_net = ("/proc/net/tcp", "/proc/net/tcp6")
+    return _listening_in_proc(port, proc_net)
+
+
+def _listening_by_netlink(port):
+    import socket
+    import struct
+
+    found = set()
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 4) as sock:  # NETLINK_SOCK_DIAG
+        sock.settimeout(2)
+        for sequence, family in enumerate((socket.AF_INET, socket.AF_INET6), 1):
+            # struct inet_diag_req_v2: family, TCP, no extensions, padding, the states wanted
+            # (1 << TCP_LISTEN), then the socket id: its source port (network order), the rest 0.
+            request = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 1 << 10)
+            request += struct.pack("!H", port) + bytes(46)
+            # struct nlmsghdr: length, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, sequence, 0.
+            sock.send(struct.pack("=IHHII", 16 + len(request), 20, 0x301, sequence, 0) + request)
+            while not _read_dump(sock.recv(65536), port, found):
+                pass
+    return found
+
+
+def _read_dump(data, port, found):
+    """Add the (uid, inode) of each answer in ``data`` to ``found``; True once the dump is done."""
+    import struct
+
+    offset = 0
+    while offset + 16 <= len(data):
+        length, kind = struct.unpack_from("=IH", data, offset)
+        if length < 16:
+            raise OSError("a malformed netlink answer")
+        if kind == 3:  # NLMSG_DONE
+            return True
+        if kind == 2:  # NLMSG_ERROR: a negative errno follows the header
+            raise OSError(-struct.unpack_from("=i", data, offset + 16)[0], "sock_diag refused")
+        # struct inet_diag_msg: the source port at 4 (network order), uid and inode at 64 and 68.
+        if kind == 20 and length >= 16 + 72:
+            (source_port,) = struct.unpack_from("!H", data, offset + 16 + 4)
+            uid, inode = struct.unpack_from("=II", data, offset + 16 + 64)
+            if source_port == port:
+                found.add((uid, inode))
+        offset += (length + 3) & ~3
+    return False
+
+
+def _listening_in_proc(port, tables):
+    found = set()
     wanted = f"{port:04X}"
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for table in tables:
         try:
             with open(table) as handle:
                 next(handle, None)
                 for line in handle:
                     parts = line.split()
-                    # local_address is HEXADDR:HEXPORT; state 0A is LISTEN; field 9 the inode.
+                    # local_address is HEXADDR:HEXPORT; state 0A is LISTEN; uid and inode: 7 and 9.
                     if len(parts) > 9 and parts[3] == "0A" and parts[1].rsplit(":", 1)[-1] == wanted:
-                        inodes.add(parts[9])
-        except OSError:
+                        found.add((int(parts[7]), int(parts[9])))
+        except (OSError, ValueError):
             pass
-    return inodes
+    return found
 
 
 def process_tree(root):
@@ -189,7 +247,7 @@ def process_tree(root):
 
 
 def owns(pid, port):
-    inodes = listening_inodes(port)
+    inodes = {f"socket:[{inode}]" for _, inode in listening_sockets(port)}
     if not inodes:
         return 1
     for member in process_tree(pid):
@@ -202,7 +260,7 @@ def owns(pid, port):
                 link = os.readlink(f"/proc/{member}/fd/{fd}")
             except OSError:
                 continue
-            if link.startswith("socket:[") and link[8:-1] in inodes:
+            if link in inodes:
                 return 0
     return 3
 
@@ -229,10 +287,10 @@ def answers_on_loopback(port):
 def listen_wait(pid, port, seconds):
     import time
 
-    # Reading /proc/net/tcp makes the kernel walk its socket tables: a read every 5 ms cost a third
-    # of a core here, and slowed the booting app. So a cheap probe on loopback (an app bound to
-    # 127.0.0.1 or to all addresses answers it) runs every 5 ms, and the full check of who listens
-    # when the probe is answered and every 100 ms (an app bound to another address only).
+    # The full check of who listens reads every process's descriptors once something listens. So a
+    # cheap probe on loopback (an app bound to 127.0.0.1 or to all addresses answers it) runs every
+    # 5 ms, and the full check when the probe is answered and every 100 ms (an app bound to another
+    # address only).
     started = time.monotonic()
     checks = 0
     while True:
@@ -320,7 +378,10 @@ def main(args):
     return 2
 
 
-sys.exit(main(sys.argv[1:]))
+# The job runs this file as a script; the hub imports it for listening_sockets (the same check of
+# who listens on a port, on its own host).
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
 PW_HELPER_PY
 pw_helper() { "$PW_PYTHON" -I -S -c "$PW_HELPER" "$@"; }
 # The job directory must be this account's own, 0700: under a shared root another user could
