@@ -77,6 +77,12 @@ def _variables(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _fixed_account(value: str) -> str:
+    if "{" in value or "}" in value:
+        raise ValueError("a fixed account (nothing filled in): it answers for every user's jobs")
+    return value
+
+
 def _host_name(host: str) -> str:
     if host.startswith("-") or any(c.isspace() for c in host):
         raise ValueError(f"not a host name: {host!r}")
@@ -93,6 +99,7 @@ def _http_url(url: str) -> str:
 Line = Annotated[OneLine, AfterValidator(_non_empty)]
 Template = Annotated[Line, AfterValidator(_username_only)]
 Host = Annotated[Line, AfterValidator(_host_name)]
+Account = Annotated[Line, AfterValidator(_fixed_account)]
 Port = Annotated[StrictInt, Field(gt=0, lt=65536)]
 
 
@@ -105,6 +112,30 @@ class HubAPIForward(Declared):
     """The port on the login node; 0: the port sshd picks (kept across reconnects)."""
     connect_host: Line | None = None
     """The name or address of the login node as compute nodes reach it (the first host if not given)."""
+
+
+class StatusQueryLogin(Declared):
+    """The SSH login the resource's status queries run as: one account that sees every user's jobs.
+
+    Without it the queries run as each server's own SSH account, which, with ``ssh_user:
+    "{username}"``, is one scheduler query per user per interval. A user's own account cannot
+    answer for other users' jobs (the user controls what its ``squeue`` prints), so this is an
+    account the site runs: a Slurm operator, a PBS manager, or one that ``PrivateData`` does not
+    restrict.
+    """
+
+    ssh_user: Account
+    """The account (fixed: nothing is filled in)."""
+    key_file: Account | None = None
+    """Its private key on the hub host."""
+    agent_path: Account | None = None
+    """An ssh-agent socket that holds its key, instead of (or beside) ``key_file``."""
+
+    @classmethod
+    def prepare(cls, data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("key_file") is None and data.get("agent_path") is None:
+            raise key_error("key_file", "give a key_file or an agent_path (how the query account logs in)")
+        return data
 
 
 class Resource(Declared):
@@ -145,6 +176,9 @@ class Resource(Declared):
     """How jobs reach the hub's API (``http://hub.example.org:8081``), when the hub's own URL is not it."""
     hub_api_forward: HubAPIForward | None = None
     """A reverse forward of the hub's API through the SSH connection, for jobs that cannot reach the hub."""
+    status_query_login: StatusQueryLogin | None = None
+    """The SSH account every status query of this resource runs as (one query per interval for all
+    its users' jobs, on its first login node); the server's own SSH account if not given."""
     scheduler_settings: dict[str, Any] = {}
     """The site's settings of its scheduler, by name (what each scheduler takes is on its page:
     Grid Engine's `parallel_environment`...)."""
@@ -199,6 +233,16 @@ class Resource(Declared):
                          agent_path=fill(self.agent_path))
 
 
+    def status_query_target(self) -> SSHTarget | None:
+        """Where status queries for every server on this resource run, if the admin named a login."""
+        login = self.status_query_login
+        if login is None:
+            return None
+        return SSHTarget(host=self.hosts[0], port=self.port, username=login.ssh_user,
+                         known_hosts=self.known_hosts, key_file=login.key_file,
+                         agent_path=login.agent_path)
+
+
 def _settings_per_scheduler(schema: dict[str, Any]) -> None:
     """In the JSON Schema, ``scheduler_settings`` as the chosen scheduler's settings declare them."""
     rules = []
@@ -242,5 +286,5 @@ def resources_schema() -> dict[str, Any]:
                        "The clusters the hub reaches over SSH (c.PWSpawner.resources): a list of resources.")
 
 
-__all__ = ["HubAPIForward", "Resource", "ResourceError", "build_resources", "resource_from_dict",
-           "resources_schema"]
+__all__ = ["HubAPIForward", "Resource", "ResourceError", "StatusQueryLogin", "build_resources",
+           "resource_from_dict", "resources_schema"]

@@ -59,6 +59,10 @@ def test_username_is_filled_into_account_and_key():
     ({"ssh_user": "{user}"}, "ssh_user"),
     ({"env": {"A B": "x"}}, "env"),
     ({"display_name": "two\nlines"}, "display_name"),
+    ({"status_query_login": {"ssh_user": "{username}", "key_file": "/k"}}, "status_query_login.ssh_user"),
+    ({"status_query_login": {"ssh_user": "slurmops"}}, "status_query_login.key_file"),
+    ({"status_query_login": {"ssh_user": "slurmops", "key_file": "/keys/{username}"}},
+     "status_query_login.key_file"),
 ], ids=lambda v: str(v) if isinstance(v, str) else None)
 def test_a_bad_resource_names_the_resource_and_the_key(change, key):
     data = {k: v for k, v in {**BASE, **change}.items() if v is not None}
@@ -101,6 +105,29 @@ def test_bad_scheduler_settings_stop_the_hub_at_startup_and_fail_a_spawn_with_a_
     assert "scheduler is misconfigured" in getattr(raised.value, "jupyterhub_message", "")
     config.PWSpawner.scheduler_settings = {"parallel_environment": "mpi"}
     check_config(config)
+
+
+async def test_a_query_login_answers_for_every_users_jobs_on_its_resource(caplog):
+    per_user = {**BASE, "name": "per-user", "hosts": ["login1", "login2"]}
+    with_login = {**per_user, "name": "with-login",
+                  "status_query_login": {"ssh_user": "slurmops", "key_file": "/etc/jupyterhub/ops_key"}}
+    caches = {}
+    for resource in (per_user, with_login):
+        for user in ("alice", "bob"):
+            spawner = make_spawner(username=user, resources=[resource])
+            spawner.resource = spawner.user_resources()[0]
+            caches[resource["name"], user] = await spawner.status_cache()
+    # Each user's own account: a cache (a query) per user, and one warning that says what to set.
+    assert caches["per-user", "alice"] is not caches["per-user", "bob"]
+    assert [r.getMessage() for r in caplog.records if "status_query_login" in r.getMessage()] == [
+        "pw_spawner: resource per-user: its status queries run as each user's own SSH account (ssh_user "
+        "has {username}): one scheduler query per user per interval. Give the resource a "
+        "status_query_login, an account that sees every user's jobs"]
+    # With a query login: one cache for both, querying as that account on the first login node.
+    shared = caches["with-login", "alice"]
+    assert shared is caches["with-login", "bob"]
+    assert (shared.executor.target.username, shared.executor.target.host,
+            shared.executor.target.key_file) == ("slurmops", "login1", "/etc/jupyterhub/ops_key")
 
 
 def test_two_resources_may_not_share_a_name():

@@ -25,6 +25,7 @@ TABLES = (
     ("overrides-keys.md", "pw_spawner.profiles:Overrides"),
     ("resource-keys.md", "pw_spawner.resources:Resource"),
     ("hub-api-forward-keys.md", "pw_spawner.resources:HubAPIForward"),
+    ("status-query-login-keys.md", "pw_spawner.resources:StatusQueryLogin"),
     ("app-definition-keys.md", "pw_spawner.apps.declared:AppDefinition"),
 )
 

@@ -4,7 +4,8 @@ One query per cluster needs an account that sees every user's jobs. Where jobs r
 own account, or the admin names a query account (``status_query_prefix``), that is settled. Else
 the scheduler is asked once (Slurm: is ``PrivateData=jobs`` set?) and, when the hub's account
 cannot see other users' jobs, queries fall back to one per user, with a warning that says what
-to configure. The answer is kept for the life of the process.
+to configure. The answer is kept for the life of the process. A resource reached over SSH as each
+user's own account gets the same kind of warning, unless the admin gave it a ``status_query_login``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,21 @@ FALLBACK_ADVICE = (
     "status queries fall back to one per user (one scheduler query per user per interval). Set "
     "c.PWSpawner.status_query_prefix to an account that sees every job (e.g. a Slurm operator "
     "through sudo), or c.PWSpawner.status_query_scope = 'cluster' if the hub's account does")
+
+
+RESOURCE_FALLBACK_ADVICE = (
+    "its status queries run as each user's own SSH account (ssh_user has {username}): one "
+    "scheduler query per user per interval. Give the resource a status_query_login, an account "
+    "that sees every user's jobs")
+
+_WARNED_RESOURCES: set[str] = set()
+
+
+def warn_per_user_queries(resource: str, log: logging.Logger | logging.LoggerAdapter) -> None:
+    """Say once per resource that its status queries are one per user, and what to configure."""
+    if resource not in _WARNED_RESOURCES:
+        _WARNED_RESOURCES.add(resource)
+        log.warning("pw_spawner: resource %s: %s", resource, RESOURCE_FALLBACK_ADVICE)
 
 
 async def query_scope(configured: str, kind: str, exec_prefix: Sequence[str],
