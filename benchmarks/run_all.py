@@ -25,6 +25,7 @@ BENCHMARKS = [
     ("bench_status_polling.py", ["--time-scale", "0.1", "--sim-spawners", "pw", "pw-user-qa"], []),
     ("bench_spawn_latency.py", ["--cmd", "fake", "--repeats", "3"], ["--cmd", "fake"]),
     ("bench_spawn_latency.py", ["--repeats", "3", "--concurrent", "0"], ["--concurrent", "0"]),
+    ("bench_slurm_spawn.py", ["--repeats", "3"], []),
     ("bench_tunnel.py", ["--quick"], []),
 ]
 

@@ -48,3 +48,26 @@ async def test_a_queued_job_shows_its_reason_and_estimated_start(kind: str, requ
         if not start.done():
             start.cancel()
             await asyncio.gather(start, return_exceptions=True)
+
+
+def test_the_follow_loop_looks_often_in_a_starts_first_seconds_then_less(monkeypatch) -> None:
+    """Pauses: short at first, at most FOLLOW_EARLY_PAUSE for FOLLOW_EARLY_SECONDS (a job with room
+    starts within seconds, and is seen within a quarter second), then growing to status_interval."""
+    from pw_spawner import spawner as spawner_module
+    from pw_spawner.testing.spawners import make_spawner
+
+    now = [1000.0]
+    monkeypatch.setattr(spawner_module.time, "monotonic", lambda: now[0])
+    delays = make_spawner(status_interval=5.0)._follow_delays()
+    early = []
+    while now[0] < 1000.0 + spawner_module.FOLLOW_EARLY_SECONDS:
+        early.append(next(delays))
+        now[0] += early[-1]
+    assert early[:3] == pytest.approx([0.05, 0.075, 0.1125])
+    assert max(early) == spawner_module.FOLLOW_EARLY_PAUSE == early[-1]
+    later = [next(delays) for _ in range(8)]
+    assert later == sorted(later) and later[0] > spawner_module.FOLLOW_EARLY_PAUSE and later[-1] == 5.0
+    # A short status_interval is never exceeded, early or late.
+    now[0] = 1000.0
+    brisk = make_spawner(status_interval=0.1)._follow_delays()
+    assert max(next(brisk) for _ in range(50)) == 0.1
