@@ -322,7 +322,8 @@ def test_cancel_kills_a_job_that_ignores_sigterm(tmp_path, jobs):
     pid = submit(jobs, job_dir, script)
     wait_for(lambda: (seen / "ready").exists(), "the job to start")
     assert local_runner.cancel(str(job_dir), grace=0.3) == 0
-    wait_for(lambda: not group_members(pid), "SIGKILL to end the job")
+    # Gone when cancel returns (a killed process holds its port until it has exited).
+    assert not group_members(pid)
     assert local_runner.job_status(str(job_dir)) == {"pid": pid, "state": "CANCELLED"}
 
 

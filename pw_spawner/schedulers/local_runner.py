@@ -206,16 +206,30 @@ def cancel(job_dir: str | os.PathLike[str], grace: float = 5.0) -> int:
     except ProcessLookupError:
         return 0
     # Done when the whole group has gone: the script's trap still writes its last status.
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not _group_alive(pid):
-            return 0
-        time.sleep(0.05)
+    if _group_gone_within(pid, grace):
+        return 0
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
-        pass
+        return 0
+    # A killed process holds its sockets until it has exited: wait for that too, so that a stopped
+    # job's port is free when its stop returns.
+    _group_gone_within(pid, KILL_WAIT)
     return 0
+
+
+#: How long cancel waits for the processes it sent SIGKILL to exit.
+KILL_WAIT = 2.0
+
+
+def _group_gone_within(pgid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        if not _group_alive(pgid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 USAGE = "usage: local_runner submit JOB_DIR [NICENESS], cancel JOB_DIR, or status JOB_DIR..."
