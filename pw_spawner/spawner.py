@@ -910,10 +910,13 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
 
         Raises InvalidServiceRecord when the job wrote something the hub does not accept.
         """
-        if self.job is None:  # stopped meanwhile
+        # The job as it was when the read began: a stop() during the read clears self.job, and the
+        # caller's next _still_wanted() says so.
+        job = self.job
+        if job is None:  # stopped meanwhile
             return None
         try:
-            text = await executor.read_file(f"{self.job.job_dir}/service.json", max_bytes=MAX_SERVICE_BYTES)
+            text = await executor.read_file(f"{job.job_dir}/service.json", max_bytes=MAX_SERVICE_BYTES)
         except UntrustedFileError as exc:
             raise InvalidServiceRecord(str(exc)) from None
         except ExecutorError as exc:
@@ -926,7 +929,7 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
         except ServiceStatusError as exc:
             raise InvalidServiceRecord(str(exc)) from None
         try:
-            check_identity(service, self.job.job_id)
+            check_identity(service, job.job_id)
         except ServiceStatusError as exc:
             if is_an_earlier_jobs_last_word(service):
                 # A cancelled job of this server may write its last word after the new one was
@@ -1131,16 +1134,17 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
                 # be there, and JupyterHub calls no stop() for a server whose poll() says stopped.
                 await self._cancel_leftovers_quietly()
             return 0
+        job = self.job  # a stop() while this poll waits clears self.job
         cache = await self.status_cache()
-        info = await cache.status(self.job)
+        info = await cache.status(job)
         if info.state is JobState.UNKNOWN:
             now = time.monotonic()
             self._started_unknown_at = self._started_unknown_at or now
             if now - self._started_unknown_at > self.unknown_state_grace:
                 self.log.warning("%s: job %s unknown for %.0f s, taking it as gone: %s", self._log_name,
-                                 self.job.job_id, now - self._started_unknown_at, info.reason)
+                                 job.job_id, now - self._started_unknown_at, info.reason)
                 # JupyterHub calls no stop() for a server poll() says is gone: the job is ours to end.
-                cache.forget(self.job.job_id)
+                cache.forget(job.job_id)
                 await self._cancel_job_quietly()
                 return 1
             return None
@@ -1155,7 +1159,7 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
                     self.log.warning("%s: %s", self._log_name, getattr(exc, "jupyterhub_message", exc))
             await self._note_walltime_warning()
             return None
-        cache.forget(self.job.job_id)
+        cache.forget(job.job_id)
         await self._journal("finished", ended_in_words(self.scheduler_kind, info))
         if info.exit_code not in (None, 0):
             return info.exit_code

@@ -247,3 +247,38 @@ async def test_progress_messages_say_each_thing_once(spawner_factory):
     assert sum("01:00:00" in m for m in messages) == 1
     # The job's own note ("Starting JupyterLab"), not "Waiting for the app to start: starting ...".
     assert not any(m.startswith("Waiting for the app to start:") for m in messages)
+
+
+async def test_a_stop_while_start_reads_service_json_ends_the_start_with_a_message(spawner_factory, monkeypatch):
+    """stop() may clear the job while start()'s read of service.json is under way: the start then
+    ends with the page's "stopped" message, not an internal error."""
+    from pw_spawner.remote.executor import LocalExecutor
+
+    reading, release = asyncio.Event(), asyncio.Event()
+    original = LocalExecutor.read_file
+
+    async def held_once(self, path, **kwargs):
+        # The first read that finds the job's record returns it only after the stop (as a slow
+        # read from a login node would).
+        text = await original(self, path, **kwargs)
+        if path.endswith("/service.json") and text and not reading.is_set():
+            reading.set()
+            await release.wait()
+        return text
+
+    monkeypatch.setattr(LocalExecutor, "read_file", held_once)
+    spawner = spawner_factory()
+    start = asyncio.ensure_future(spawner.start())
+    try:
+        await asyncio.wait_for(reading.wait(), 30)
+        await asyncio.wait_for(spawner.stop(), 60)
+        assert spawner.job is None
+        release.set()
+        with pytest.raises(Exception) as raised:
+            await asyncio.wait_for(start, 30)
+        assert "stopped before it started" in getattr(raised.value, "jupyterhub_message", ""), raised.value
+    finally:
+        release.set()
+        if not start.done():
+            start.cancel()
+            await asyncio.gather(start, return_exceptions=True)
