@@ -249,7 +249,8 @@ async def test_progress_messages_say_each_thing_once(spawner_factory):
     assert not any(m.startswith("Waiting for the app to start:") for m in messages)
 
 
-async def test_a_stop_while_start_reads_service_json_ends_the_start_with_a_message(spawner_factory, monkeypatch):
+async def test_a_stop_while_start_reads_service_json_ends_the_start_with_a_message(spawner_factory,
+                                                                                    monkeypatch):
     """stop() may clear the job while start()'s read of service.json is under way: the start then
     ends with the page's "stopped" message, not an internal error."""
     from pw_spawner.remote.executor import LocalExecutor
