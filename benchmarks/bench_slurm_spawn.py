@@ -71,15 +71,6 @@ class Spans:
     answered: list[float] = field(default_factory=list)
 
 
-def shared_fake_app(directory: Path) -> list[str]:
-    """The fake app as a file the job's account can read, run by the system's python3."""
-    directory.mkdir(mode=0o755)
-    script = directory / "fake_app.py"
-    shutil.copyfile(fake_app.__file__, script)
-    script.chmod(0o644)
-    return ["/usr/bin/python3", str(script)]
-
-
 def job_state(job_dir: str) -> str | None:
     """JOB_STATUS in the job's service.json, None while there is none (a cheap text check)."""
     try:
@@ -173,7 +164,7 @@ async def node_idle(cluster: SlurmCluster) -> None:
 
 
 async def bench(args: argparse.Namespace, cluster: SlurmCluster, work: Path) -> None:
-    app = shared_fake_app(work / "app")
+    app = fake_app.copy_for_other_accounts(work / "app")
     spans = Spans()
     floors = []
     await one_start(cluster, app, Spans())  # a first job warms slurmd's and the node's caches

@@ -495,10 +495,7 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
     def make_executor(self) -> Executor:
         """Where commands run: the resource's login node over SSH, or the hub host."""
         if self.resource is not None:
-            target = self.ssh_target()
-            return SSHExecutor(target.host, username=target.username, port=target.port,
-                               known_hosts=target.known_hosts, key_file=target.key_file,
-                               agent_path=target.agent_path, env=self.resource.env)
+            return SSHExecutor.for_target(self.ssh_target(), env=self.resource.env)
         prefix = [self._format(part, account=True) for part in self.exec_prefix]
         return LocalExecutor(prefix=prefix, username=self.user.name if prefix else None)
 
@@ -537,10 +534,7 @@ class PWSpawner(Spawner, _old_app_settings()):  # type: ignore[misc]
             # else as the server's own SSH account: one cache per such account.
             query_login = self.resource.status_query_target()
             if query_login is not None:
-                executor = SSHExecutor(query_login.host, username=query_login.username,
-                                       port=query_login.port, known_hosts=query_login.known_hosts,
-                                       key_file=query_login.key_file, agent_path=query_login.agent_path,
-                                       env=self.resource.env)
+                executor = SSHExecutor.for_target(query_login, env=self.resource.env)
             else:
                 executor = self.make_executor()
                 if uses_username([self.resource.ssh_user]):

@@ -75,14 +75,8 @@ def fake_app_for_others():
     The test venv's interpreter may live under /root (pyenv), which the job's user cannot read, as on a
     cluster where the hub's Python is not the nodes' Python.
     """
-    system_python = "/usr/bin/python3"
-    assert os.access(system_python, os.X_OK), "Debian's python3 is needed to run jobs as another user"
     shared = Path(tempfile.mkdtemp(prefix="pw-fake-app-"))
-    shared.chmod(0o755)
-    script = shared / "fake_app.py"
-    shutil.copyfile(fake_app.__file__, script)
-    script.chmod(0o644)
-    yield [system_python, str(script)]
+    yield fake_app.copy_for_other_accounts(shared)
     shutil.rmtree(shared, ignore_errors=True)
 
 

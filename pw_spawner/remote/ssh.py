@@ -110,6 +110,13 @@ class SSHExecutor(Executor):
         return f"SSHExecutor({self.target.username}@{self.target.where})"
 
     @classmethod
+    def for_target(cls, target: SSHTarget, env: Mapping[str, str] | None = None) -> SSHExecutor:
+        """An executor that logs in as ``target`` says (host, port, account, keys, known_hosts)."""
+        return cls(target.host, username=target.username, port=target.port,
+                   known_hosts=target.known_hosts, key_file=target.key_file,
+                   agent_path=target.agent_path, env=env)
+
+    @classmethod
     async def close_all(cls) -> None:
         """Close every pooled connection of the running event loop (see :func:`close_all`)."""
         await close_all()

@@ -31,6 +31,10 @@ _WRAPPER = ('[ "$3" -gt 0 ] 2>/dev/null && echo "$3" > /proc/self/autogroup 2>/d
             'echo "$rc" > "$2.tmp" && mv -f "$2.tmp" "$2"; exit "$rc"')
 
 
+#: How long cancel waits for the processes it sent SIGKILL to exit.
+KILL_WAIT = 2.0
+
+
 def _read(path: str) -> str:
     with open(path) as handle:
         return handle.read()
@@ -216,10 +220,6 @@ def cancel(job_dir: str | os.PathLike[str], grace: float = 5.0) -> int:
     # job's port is free when its stop returns.
     _group_gone_within(pid, KILL_WAIT)
     return 0
-
-
-#: How long cancel waits for the processes it sent SIGKILL to exit.
-KILL_WAIT = 2.0
 
 
 def _group_gone_within(pgid: int, seconds: float) -> bool:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 
 def _fetch_hub_api() -> dict[str, object]:
@@ -48,6 +50,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         sys.stderr.write("fake_app: " + (format % args) + "\n")
+
+
+def copy_for_other_accounts(directory: Path) -> list[str]:
+    """The command of this app copied into ``directory`` (made, 0755) as a file any account can
+    read, run by the system's python3: another account may not reach this interpreter (pyenv under
+    /root), as on a cluster whose nodes' Python is not the hub's."""
+    system_python = "/usr/bin/python3"
+    if not os.access(system_python, os.X_OK):
+        raise RuntimeError("Debian's python3 is needed to run the fake app as another account")
+    directory.mkdir(mode=0o755, exist_ok=True)
+    directory.chmod(0o755)
+    script = directory / "fake_app.py"
+    shutil.copyfile(__file__, script)
+    script.chmod(0o644)
+    return [system_python, str(script)]
 
 
 def main(argv: list[str] | None = None) -> int:
